@@ -54,7 +54,7 @@ struct inpo {
 
     void step(const preference_game& game, tabular_iterate& it) const {
         const double m = eta * tau;
-        const Eigen::VectorXd q = game.preferences() * it.log_policy.array().exp().matrix();
+        const Eigen::VectorXd q = game.preferences() * exp_of(it.log_policy);
         Eigen::VectorXd w = m * it.log_magnet + eta * q;
         if (m < 1.0) w += (1.0 - m) * it.log_policy;  // skip 0·(−∞)
         it.log_policy = log_normalize(w);

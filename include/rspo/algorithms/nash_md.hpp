@@ -43,7 +43,7 @@ struct nash_md {
         Eigen::VectorXd log_mix = m * it.log_magnet;
         if (m < 1.0) log_mix += (1.0 - m) * it.log_policy;
         log_mix = log_normalize(log_mix);
-        const Eigen::VectorXd q = game.preferences() * log_mix.array().exp().matrix();
+        const Eigen::VectorXd q = game.preferences() * exp_of(log_mix);
         it.log_policy = log_normalize(log_mix + h * q);
     }
 };

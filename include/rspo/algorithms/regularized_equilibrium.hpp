@@ -39,7 +39,7 @@ equilibrium_result solve_regularized_equilibrium(const preference_game& game,
     const Eigen::MatrixXd& P = game.preferences();
     const Eigen::Index n = P.rows();
     const auto residual = [&](const Eigen::VectorXd& u, double nu) {
-        const Eigen::VectorXd pi = u.array().exp();
+        const Eigen::VectorXd pi = exp_of(u);
         const Eigen::VectorXd q = P * pi;
         Eigen::VectorXd f(n + 1);
         for (Eigen::Index i = 0; i < n; ++i)
@@ -58,7 +58,7 @@ equilibrium_result solve_regularized_equilibrium(const preference_game& game,
     equilibrium_result result;
     for (; result.iterations < max_iterations; ++result.iterations) {
         if (f.lpNorm<Eigen::Infinity>() <= tolerance) break;
-        const Eigen::VectorXd pi = u.array().exp();
+        const Eigen::VectorXd pi = exp_of(u);
         Eigen::MatrixXd J = Eigen::MatrixXd::Zero(n + 1, n + 1);
         J.topLeftCorner(n, n) = -P * pi.asDiagonal();
         for (Eigen::Index i = 0; i < n; ++i) {
@@ -84,7 +84,7 @@ equilibrium_result solve_regularized_equilibrium(const preference_game& game,
         nu = nu_next;
         f = f_next;
     }
-    result.policy = u.array().exp();
+    result.policy = exp_of(u);
     result.policy /= result.policy.sum();
     result.residual = f.lpNorm<Eigen::Infinity>();
     result.converged = result.residual <= tolerance;

@@ -63,9 +63,9 @@ struct rspo_algorithm {
 
     /// Exact proximal step toward the magnet (μ).
     void step(const preference_game& game, tabular_iterate& it) const {
-        const Eigen::VectorXd pi = it.log_policy.array().exp();
+        const Eigen::VectorXd pi = exp_of(it.log_policy);
         const Eigen::VectorXd s = eta * (game.preferences() * pi) + it.log_policy;
-        const Eigen::VectorXd mu = it.log_magnet.array().exp();
+        const Eigen::VectorXd mu = exp_of(it.log_magnet);
         it.log_policy = detail::regularized_argmax_log(s, 1.0, eta * tau, regularizer, mu);
     }
 

@@ -86,7 +86,7 @@ self_play_result self_play(const A& algorithm, const preference_game& game,
 
     tabular_iterate it{log_normalize(log_of(initial)), log_of(reference), 0};
     self_play_result result;
-    result.policy = it.log_policy.array().exp();
+    result.policy = exp_of(it.log_policy);
     result.average_policy = result.policy;
     Eigen::VectorXd sum = Eigen::VectorXd::Zero(n);
     Eigen::VectorXd magnet = reference;
@@ -112,10 +112,10 @@ self_play_result self_play(const A& algorithm, const preference_game& game,
         }
         it = std::move(next);
         it.iteration = t;
-        result.policy = it.log_policy.array().exp();
+        result.policy = exp_of(it.log_policy);
         sum += result.policy;
         result.average_policy = sum / static_cast<double>(t);
-        magnet = it.log_magnet.array().exp();
+        magnet = exp_of(it.log_magnet);
         result.iterations = t;
         [[maybe_unused]] const self_play_step s = view(t);
         bool stop = false;

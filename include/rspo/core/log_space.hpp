@@ -9,6 +9,14 @@
 
 namespace rspo {
 
+/// exp of a log-probability vector, elementwise with std::exp. Eigen's vectorized exp clamps its
+/// argument to about −709, so it maps −∞ to 5e-309 instead of 0: a masked response would get mass.
+inline Eigen::VectorXd exp_of(const Eigen::VectorXd& log_p) {
+    Eigen::VectorXd out(log_p.size());
+    for (Eigen::Index i = 0; i < log_p.size(); ++i) out[i] = std::exp(log_p[i]);
+    return out;
+}
+
 /// log Σ exp(x_i), exact for -inf entries; -inf for an all -inf vector.
 inline double logsumexp(const Eigen::VectorXd& x) {
     const double m = x.size() ? x.maxCoeff() : -std::numeric_limits<double>::infinity();
@@ -24,7 +32,7 @@ inline Eigen::VectorXd log_normalize(const Eigen::VectorXd& log_weights) {
 }
 
 inline Eigen::VectorXd softmax(const Eigen::VectorXd& logits) {
-    return log_normalize(logits).array().exp();
+    return exp_of(log_normalize(logits));
 }
 
 /// log of a probability vector, with log 0 = -inf.

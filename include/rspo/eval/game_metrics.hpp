@@ -45,9 +45,8 @@ Eigen::VectorXd regularized_best_response(const preference_game& game, const Eig
     check_full_support(fn, "reference", reference);
     check_non_negative(fn, "tau", tau);
     regularizer.validate(fn);
-    return detail::regularized_argmax_log(game.preferences() * pi, 0.0, tau, regularizer, reference)
-        .array()
-        .exp();
+    return exp_of(
+        detail::regularized_argmax_log(game.preferences() * pi, 0.0, tau, regularizer, reference));
 }
 
 /// gap_τ(π) = 2 max_π′ [π′ᵀPπ − τR(π′, μ)] + 2τR(π, μ) − 1 ≥ 0 for the symmetric profile (π, π),

@@ -48,7 +48,7 @@ public:
 
     [[nodiscard]] std::size_t size() const noexcept { return static_cast<std::size_t>(log_p_.size()); }
     [[nodiscard]] const Eigen::VectorXd& log_probabilities() const noexcept { return log_p_; }
-    [[nodiscard]] Eigen::VectorXd probabilities() const { return log_p_.array().exp(); }
+    [[nodiscard]] Eigen::VectorXd probabilities() const { return exp_of(log_p_); }
 
     double log_prob(single_prompt, std::size_t y) const {
         check_index("rspo::tabular_policy::log_prob", "y", y, size());
