@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -33,7 +34,7 @@ inline preference_game load_preference_game(const std::string& path) {
             char* end = nullptr;
             errno = 0;
             const double v = std::strtod(p, &end);
-            if (end == p || errno == ERANGE)
+            if (end == p || (errno == ERANGE && std::abs(v) == HUGE_VAL))  // underflow to a subnormal is fine
                 throw io_error("rspo::games::load_preference_game: '" + path + "' line " +
                                std::to_string(line_number) + ": cannot read a number at '" +
                                std::string(p).substr(0, 20) + "'");
@@ -53,7 +54,15 @@ inline preference_game load_preference_game(const std::string& path) {
     for (Eigen::Index i = 0; i < n; ++i)
         for (Eigen::Index j = 0; j < m; ++j)
             P(i, j) = rows[static_cast<std::size_t>(i)][static_cast<std::size_t>(j)];
-    return preference_game(path, std::move(P));  // checks shape and P + Pᵀ = 1
+    try {
+        return preference_game(path, std::move(P));  // checks shape and P + Pᵀ = 1
+    } catch (const shape_error& e) {
+        throw shape_error("rspo::games::load_preference_game", e.argument(),
+                          "'" + path + "': " + e.what());
+    } catch (const domain_error& e) {
+        throw domain_error("rspo::games::load_preference_game", e.argument(),
+                           "'" + path + "': " + e.what());
+    }
 }
 
 }  // namespace rspo::games
