@@ -118,6 +118,19 @@ TEST_CASE("csv_logger writes a header, the start, every k-th step and the last",
     CHECK_THROWS_AS(csv_logger(out, {}, 0), domain_error);
 }
 
+TEST_CASE("csv_logger labels are leading columns, quoted when they need it", "[self_play]") {
+    std::ostringstream out;
+    csv_logger log(out, {metrics::exploitability()}, 100);
+    log.with_label("game", "rps").with_label("method, variant", "rspo[\"a\",b]");
+    self_play(sppo{.eta = 0.5}, games::rock_paper_scissors(), {.iterations = 1}, log);
+    std::istringstream in(out.str());
+    std::string header, first;
+    std::getline(in, header);
+    std::getline(in, first);
+    CHECK(header == "game,\"method, variant\",iteration,exploitability");
+    CHECK(first.rfind("rps,\"rspo[\"\"a\"\",b]\",0,", 0) == 0);
+}
+
 TEST_CASE("stop_below and stop_when_stationary end runs at the right time", "[self_play]") {
     const auto game = games::biased_rock_paper_scissors();
     const auto r = self_play(mmd{.eta = 0.4, .tau = 0.1}, game, {.iterations = 100000},
@@ -137,6 +150,11 @@ TEST_CASE("progress_bar draws up to 100% and ends its line", "[self_play]") {
     CHECK_THAT(text, Catch::Matchers::ContainsSubstring("rps ["));
     CHECK_THAT(text, Catch::Matchers::ContainsSubstring("100% 50/50"));
     CHECK(text.back() == '\n');
+    CHECK_THAT(text, Catch::Matchers::ContainsSubstring("0% 0/50"));  // drawn before the first step
+    // A null stream makes it silent (a --quiet flag needs no second call site).
+    const auto r = self_play(sppo{.eta = 0.1}, games::rock_paper_scissors(), {.iterations = 5},
+                             progress_bar(static_cast<std::ostream*>(nullptr)));
+    CHECK(r.iterations == 5);
 }
 
 TEST_CASE("MPO's result reports the moved magnet; other methods keep mu", "[self_play]") {

@@ -58,17 +58,18 @@ inline metric probability(std::size_t action) {
 }
 }  // namespace metrics
 
-/// Writes "iteration,<metric>..." then one row at t = 0, every `every` steps, and at the last step.
+/// Writes "<labels>,iteration,<metric>..." then one row at t = 0, every `every` steps, and at the
+/// last step. Labels are constant leading columns (game, method, seed, ...), quoted as RFC 4180
+/// requires when they hold a comma, quote or newline.
 class csv_logger {
 public:
     csv_logger(std::ostream& out, std::vector<metric> columns, std::size_t every = 1)
         : out_(&out), columns_(std::move(columns)), every_(every) {
         if (every_ == 0) throw domain_error("rspo::csv_logger", "every", "every = 0 must be >= 1");
     }
-    /// Adds a constant leading column (e.g. the method's name) to every row.
+    /// Adds a constant leading column; call once per label.
     csv_logger& with_label(std::string header, std::string value) {
-        label_header_ = std::move(header);
-        label_ = std::move(value);
+        labels_.emplace_back(quoted(header), quoted(value));
         return *this;
     }
     /// Whether to write the header line (off when appending runs to one file).
@@ -79,9 +80,9 @@ public:
 
     void on_begin(const self_play_step& s) {
         if (header_) {
-            if (!label_header_.empty()) *out_ << label_header_ << ',';
+            for (const auto& label : labels_) *out_ << label.first << ',';
             *out_ << "iteration";
-            for (const auto& c : columns_) *out_ << ',' << c.name;
+            for (const auto& c : columns_) *out_ << ',' << quoted(c.name);
             *out_ << '\n';
         }
         row(s);
@@ -91,8 +92,17 @@ public:
     }
 
 private:
+    static std::string quoted(const std::string& field) {
+        if (field.find_first_of(",\"\n\r") == std::string::npos) return field;
+        std::string out = "\"";
+        for (char c : field) {
+            if (c == '"') out += '"';
+            out += c;
+        }
+        return out + '"';
+    }
     void row(const self_play_step& s) {
-        if (!label_header_.empty()) *out_ << label_ << ',';
+        for (const auto& label : labels_) *out_ << label.second << ',';
         *out_ << s.iteration;
         char buf[32];
         for (const auto& c : columns_) {
@@ -106,7 +116,7 @@ private:
     std::vector<metric> columns_;
     std::size_t every_;
     bool header_ = true;
-    std::string label_header_, label_;
+    std::vector<std::pair<std::string, std::string>> labels_;
 };
 
 /// Stops the run once metric ≤ threshold.
@@ -134,13 +144,24 @@ private:
     Eigen::VectorXd previous_;
 };
 
-/// A one-line progress bar on a terminal stream, redrawn when the percentage changes.
+/// A one-line progress bar on a terminal stream, redrawn when the percentage changes. A null stream
+/// makes it silent, so a --quiet flag needs no second call site.
 class progress_bar {
 public:
+    explicit progress_bar(std::ostream* out, std::string label = "", std::size_t width = 30)
+        : out_(out), label_(std::move(label)), width_(width) {}
     explicit progress_bar(std::ostream& out, std::string label = "", std::size_t width = 30)
-        : out_(&out), label_(std::move(label)), width_(width) {}
+        : progress_bar(&out, std::move(label), width) {}
 
-    void on_step(const self_play_step& s) {
+    void on_begin(const self_play_step& s) { draw(s); }
+    void on_step(const self_play_step& s) { draw(s); }
+    void on_end(const self_play_result&) {
+        if (out_ && shown_ != npos) *out_ << '\n' << std::flush;
+    }
+
+private:
+    void draw(const self_play_step& s) {
+        if (!out_) return;
         const std::size_t percent = s.total_iterations ? 100 * s.iteration / s.total_iterations : 100;
         if (percent == shown_) return;
         shown_ = percent;
@@ -148,11 +169,7 @@ public:
         *out_ << '\r' << label_ << " [" << std::string(filled, '#') << std::string(width_ - filled, ' ')
               << "] " << percent << "% " << s.iteration << '/' << s.total_iterations << std::flush;
     }
-    void on_end(const self_play_result&) {
-        if (shown_ != npos) *out_ << '\n' << std::flush;
-    }
 
-private:
     static constexpr std::size_t npos = static_cast<std::size_t>(-1);
     std::ostream* out_;
     std::string label_;

@@ -10,6 +10,7 @@
 #include <rspo/algorithms/rspo.hpp>
 #include <rspo/algorithms/tabular_algorithm.hpp>
 #include <rspo/core/check.hpp>
+#include <rspo/regularizers/reverse_kl.hpp>
 #include <rspo/core/log_space.hpp>
 
 #include <Eigen/Core>
@@ -39,6 +40,9 @@ struct pair_loss {
 };
 
 struct inpo {
+    /// The divergence this method regularizes with (its π*_τ is that of τ·KL(π‖μ)).
+    using regularizer_type = reverse_kl;
+
     double eta = 1.0;  ///< step size η
     double tau = 0.0;  ///< regularization strength τ ≥ 0, with ητ ≤ 1
 

@@ -11,6 +11,9 @@
 namespace rspo {
 
 struct mpo {
+    /// The divergence toward the magnet; the magnet moves, so the target is the unregularized NE.
+    using regularizer_type = reverse_kl;
+
     double eta = 1.0;                     ///< MMD step size η
     double tau = 1.0;                     ///< magnet strength τ > 0
     std::size_t magnet_reset_every = 100; ///< K: steps between magnet resets ρ_{k+1} ← π

@@ -6,6 +6,7 @@
 
 #include <rspo/algorithms/tabular_algorithm.hpp>
 #include <rspo/core/check.hpp>
+#include <rspo/regularizers/reverse_kl.hpp>
 #include <rspo/core/log_space.hpp>
 
 #include <Eigen/Core>
@@ -16,6 +17,9 @@
 namespace rspo {
 
 struct nash_md {
+    /// The divergence this method regularizes with (its π*_τ is that of τ·KL(π‖μ)).
+    using regularizer_type = reverse_kl;
+
     double tau = 1.0;                 ///< regularization strength τ > 0
     std::optional<double> eta = {};   ///< constant step; unset: η_t = 2/(τ(t+2))
 

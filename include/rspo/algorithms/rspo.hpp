@@ -46,6 +46,7 @@ inline double tau_from_lambda(double eta, double lambda) {
 
 template <Regularizer R>
 struct rspo_algorithm {
+    using regularizer_type = R;
     double eta = 1.0;   ///< step size η (the paper's β is 1/η)
     double tau = 0.0;   ///< regularization strength τ ≥ 0; τ = 0 is SPPO
     R regularizer{};    ///< R(π, μ), with divergence weights
