@@ -39,8 +39,13 @@ template std::size_t rspo::kernels::simd::detail::run_rows<${_${_isa}_arch}>(
       file(WRITE "${_file}" "${_text}")
     endif()
     target_sources(${target} PRIVATE "${_file}")
+    set(_flags ${_${_isa}_flags})
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      # GCC 12's own AVX-512 intrinsics trip -Wmaybe-uninitialized (_mm512_undefined_*; GCC PR 105593).
+      list(APPEND _flags -Wno-maybe-uninitialized)
+    endif()
     set_source_files_properties("${_file}" TARGET_DIRECTORY ${target}
-                                PROPERTIES COMPILE_OPTIONS "${_${_isa}_flags}")
+                                PROPERTIES COMPILE_OPTIONS "${_flags}")
   endforeach()
   target_compile_definitions(${target} PRIVATE RSPO_SIMD_DISPATCH)
 endfunction()

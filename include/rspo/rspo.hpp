@@ -7,6 +7,7 @@
 #include <rspo/core/check.hpp>
 #include <rspo/core/error.hpp>
 #include <rspo/core/log_space.hpp>
+#include <rspo/core/optimizers.hpp>
 #include <rspo/core/random.hpp>
 
 #include <rspo/oracles/bradley_terry_oracle.hpp>
@@ -24,14 +25,17 @@
 #include <rspo/regularizers/reverse_kl.hpp>
 
 #include <rspo/policies/policy.hpp>
+#include <rspo/policies/sequence_policy.hpp>
 #include <rspo/policies/tabular_policy.hpp>
 
 #include <rspo/games/load_preference_game.hpp>
 #include <rspo/games/preference_game.hpp>
 #include <rspo/games/standard_games.hpp>
+#include <rspo/games/toy_language_task.hpp>
 
 #include <rspo/algorithms/callbacks.hpp>
 #include <rspo/algorithms/inpo.hpp>
+#include <rspo/algorithms/iterative_self_play.hpp>
 #include <rspo/algorithms/mpo.hpp>
 #include <rspo/algorithms/nash_md.hpp>
 #include <rspo/algorithms/regularized_equilibrium.hpp>
@@ -39,4 +43,14 @@
 #include <rspo/algorithms/self_play.hpp>
 #include <rspo/algorithms/tabular_algorithm.hpp>
 
+#include <rspo/eval/diversity.hpp>
 #include <rspo/eval/game_metrics.hpp>
+#include <rspo/eval/length_controlled.hpp>
+#include <rspo/eval/sequence_evaluation.hpp>
+#include <rspo/eval/win_rate.hpp>
+
+#include <rspo/kernels/reference/token_reductions.hpp>
+#include <rspo/kernels/sequence_sums.hpp>
+#include <rspo/kernels/simd/token_reductions.hpp>
+#include <rspo/kernels/types.hpp>
+// CUDA kernels: <rspo/kernels/cuda/token_reductions.cuh>, from CUDA translation units only.

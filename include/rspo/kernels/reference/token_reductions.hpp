@@ -144,7 +144,7 @@ void backward(const token_inputs<T>& in, const token_grads& grads, gradient_view
             if (r) {
                 const long double lm = static_cast<long double>(widen(r[v])) * inv_t - s.lse_r;
                 const long double m = std::isfinite(lm) ? std::exp(lm) : 0.0L;
-                if (p > 0) d += g_r * p * (lp - lm - s.reverse_kl);
+                if (g_r != 0 && p > 0) d += g_r * p * (lp - lm - s.reverse_kl);  // 0·∞ must not appear
                 d += g_f * (p - m);
             }
             row_grad[v] = d;

@@ -85,4 +85,52 @@ inline void store(bf16* p, xsimd::batch<float, Arch> x) noexcept {
     for (std::size_t i = 0; i < B::size; ++i) p[i] = bf16{static_cast<std::uint16_t>(wide[i])};
 }
 
+/// Entries of G before `p` reaches the alignment a streamed vector store needs.
+template <class Arch, class G>
+inline std::size_t unaligned_entries(const G* p) noexcept {
+    constexpr std::size_t bytes = xsimd::batch<float, Arch>::size * sizeof(G);
+    const auto address = reinterpret_cast<std::uintptr_t>(p);
+    const std::size_t misaligned = address % bytes;
+    if (misaligned == 0) return 0;
+    if (misaligned % sizeof(G) != 0) return static_cast<std::size_t>(-1);  // never aligned: all scalar
+    return (bytes - misaligned) / sizeof(G);
+}
+
+/// A non-temporal (cache-bypassing) store of one vector to an aligned address.
+template <class Arch>
+inline void stream(float* p, xsimd::batch<float, Arch> x) noexcept {
+#if XSIMD_WITH_AVX512F
+    if constexpr (std::is_base_of_v<xsimd::avx512f, Arch>) {
+        _mm512_stream_ps(p, x);
+        return;
+    }
+#endif
+#if XSIMD_WITH_AVX
+    if constexpr (std::is_base_of_v<xsimd::avx, Arch> && !std::is_base_of_v<xsimd::avx512f, Arch>) {
+        _mm256_stream_ps(p, x);
+        return;
+    }
+#endif
+#if XSIMD_WITH_SSE2
+    if constexpr (std::is_base_of_v<xsimd::sse2, Arch> && xsimd::batch<float, Arch>::size == 4) {
+        _mm_stream_ps(p, x);
+        return;
+    }
+#endif
+    x.store_aligned(p);
+}
+
+template <class Arch>
+inline void stream(bf16* p, xsimd::batch<float, Arch> x) noexcept {
+    store<Arch>(p, x);  // 16-bit lanes: a regular store (the narrowing dominates)
+}
+
+/// Orders this thread's streamed stores before what follows (the join that publishes them).
+template <class Arch>
+inline void stream_fence() noexcept {
+#if XSIMD_WITH_SSE2
+    _mm_sfence();
+#endif
+}
+
 }  // namespace rspo::kernels::simd::detail

@@ -42,7 +42,9 @@ struct row_job {
     const std::uint8_t* mask = nullptr;
     float inv_t = 1.0f;
     bool logprob = false;  ///< compute the log-prob (value or gradient)
-    bool kl = false;       ///< compute both KLs (they share every exp)
+    bool kl = false;       ///< compute the KLs (both values share every exp)
+    bool reverse_grad = false;  ///< backward: the reverse KL's gradient is requested
+    bool forward_grad = false;  ///< backward: the forward KL's gradient is requested
     bool backward = false;
     float* out_logprob = nullptr;
     float* out_reverse = nullptr;
@@ -71,8 +73,11 @@ inline T negative_infinity() noexcept {
         return bf16{0xFF80u};
 }
 
-template <class Arch, class T, class G, bool LP, bool KL, bool BWD>
+/// RK / FK: the reverse / forward KL gradient terms of a backward row (their scratch arrays);
+/// forward rows compute both KL values with RK = FK = true.
+template <class Arch, class T, class G, bool LP, bool RK, bool FK, bool BWD>
 struct row_kernel {
+    static constexpr bool KL = RK || FK;
     using B = xsimd::batch<float, Arch>;
     static constexpr std::size_t W = B::size;
     static constexpr std::size_t block = 64 * W;  ///< entries summed in fp32 before moving to double
@@ -91,30 +96,27 @@ struct row_kernel {
         B dmin = B(std::numeric_limits<float>::infinity());
     };
 
-    /// One vector of entries; `at` is where its scratch goes.
-    static inline void step(accumulators& acc, B x, B y, B inv_t, B shift_z, B shift_r,
+    /// One vector of entries; `at` is where its scratch goes. Shifts are in units of the raw
+    /// logits times 1/T (neg_shift = −shift), and the max trackers see raw logits (T > 0).
+    static inline void step(accumulators& acc, B x, B y, B inv_t, B neg_shift_z, B neg_shift_r,
                             row_scratch* scratch, std::size_t at) noexcept {
-        const B xs = x * inv_t;
-        const B ez = exp(xs - shift_z);
+        const B ez = exp(xsimd::fma(x, inv_t, neg_shift_z));
         acc.sz += ez;
-        acc.mz = xsimd::max(xs, acc.mz);  // x first: a NaN entry leaves the max alone (the sum
-                                          // carries it instead)
+        acc.mz = xsimd::max(x, acc.mz);  // x first: a NaN entry leaves the max alone (the sum
+                                         // carries it instead)
         if constexpr (BWD) ez.store_unaligned(scratch->ez + at);
         if constexpr (KL) {
-            const B ys = y * inv_t;
-            const B er = exp(ys - shift_r);
+            const B er = exp(xsimd::fma(y, inv_t, neg_shift_r));
             acc.sr += er;
-            acc.mr = xsimd::max(ys, acc.mr);
-            const B d = xs - ys;  // NaN where both are −∞; ±∞ where exactly one is
+            acc.mr = xsimd::max(y, acc.mr);
+            const B d = (x - y) * inv_t;  // NaN where both are −∞; ±∞ where exactly one is
             const B lowest(std::numeric_limits<float>::lowest());
             acc.a = xsimd::fma(ez, xsimd::max(d, lowest), acc.a);   // max(NaN, ·) → lowest, × 0
             acc.b = xsimd::fma(er, xsimd::max(-d, lowest), acc.b);
             acc.dmax = xsimd::max(d, acc.dmax);
             acc.dmin = xsimd::min(d, acc.dmin);
-            if constexpr (BWD) {
-                d.store_unaligned(scratch->d + at);
-                er.store_unaligned(scratch->er + at);
-            }
+            if constexpr (BWD && RK) d.store_unaligned(scratch->d + at);
+            if constexpr (BWD && FK) er.store_unaligned(scratch->er + at);
         }
     }
 
@@ -149,7 +151,7 @@ struct row_kernel {
                            float shift_r, row_scratch* scratch) noexcept {
         accumulators acc[2];
         sums s;
-        const B vt(inv_t), vz(shift_z), vr(shift_r);
+        const B vt(inv_t), vz(-shift_z), vr(-shift_r);
         const B none(-std::numeric_limits<float>::infinity());
         std::size_t v = 0;
         const std::size_t full = cols - cols % (2 * W);
@@ -175,9 +177,9 @@ struct row_kernel {
         }
         flush(acc[0], s);
         flush(acc[1], s);
-        s.mz = horizontal_max(xsimd::max(acc[0].mz, acc[1].mz));
+        s.mz = horizontal_max(xsimd::max(acc[0].mz, acc[1].mz)) * inv_t;
         if constexpr (KL) {
-            s.mr = horizontal_max(xsimd::max(acc[0].mr, acc[1].mr));
+            s.mr = horizontal_max(xsimd::max(acc[0].mr, acc[1].mr)) * inv_t;
             s.dmax = horizontal_max(xsimd::max(acc[0].dmax, acc[1].dmax));
             s.dmin = horizontal_min(xsimd::min(acc[0].dmin, acc[1].dmin));
         }
@@ -194,9 +196,14 @@ struct row_kernel {
         return m;
     }
 
-    static bool finite(const sums& s) noexcept {
+    /// Whether the sums a row needs are usable. Σe_z·d is infinite when z is finite where r = −∞, which
+    /// only matters if the reverse KL is wanted; likewise Σe_r·(−d) for the forward KL.
+    static bool finite(const sums& s, bool need_reverse, bool need_forward) noexcept {
         bool ok = std::isfinite(s.sz) && s.sz > 0;
-        if constexpr (KL) ok = ok && std::isfinite(s.sr) && s.sr > 0 && std::isfinite(s.a) && std::isfinite(s.b);
+        if constexpr (KL) {
+            ok = ok && std::isfinite(s.sr) && s.sr > 0;
+            ok = ok && (!need_reverse || std::isfinite(s.a)) && (!need_forward || std::isfinite(s.b));
+        }
         return ok;
     }
 
@@ -210,18 +217,20 @@ struct row_kernel {
         float shift_z = prefix_max(z, probe, inv_t);
         float shift_r = KL ? prefix_max(r, probe, inv_t) : 0.0f;
         constexpr float headroom = 64.0f;  // e^64 · 262144 entries stays far below FLT_MAX
+        const bool need_reverse = KL && (job.out_reverse || job.g_reverse);
+        const bool need_forward = KL && (job.out_forward || job.g_forward);
         sums s;
         bool exact = !std::isfinite(shift_z) || (KL && !std::isfinite(shift_r));
         if (!exact) {
             s = accumulate(z, r, cols, inv_t, shift_z, shift_r, scratch);
-            exact = !finite(s) || s.mz - shift_z > headroom || (KL && s.mr - shift_r > headroom);
+            exact = !finite(s, need_reverse, need_forward) || s.mz - shift_z > headroom || (KL && s.mr - shift_r > headroom);
         }
         if (exact) {  // rare: the shift was too low, or the row is bad
             shift_z = prefix_max(z, cols, inv_t);
             if (KL) shift_r = prefix_max(r, cols, inv_t);
             if (!std::isfinite(shift_z) || (KL && !std::isfinite(shift_r))) return false;
             s = accumulate(z, r, cols, inv_t, shift_z, shift_r, scratch);
-            if (!finite(s)) return false;
+            if (!finite(s, need_reverse, need_forward)) return false;
         }
         const double log_sz = std::log(s.sz);
         float logprob = 0.0f, reverse = 0.0f, forward = 0.0f;
@@ -233,8 +242,6 @@ struct row_kernel {
             logprob = static_cast<float>(std::min(0.0, static_cast<double>(zy) - shift_z - log_sz));
         }
         if constexpr (KL) {
-            const bool need_reverse = job.out_reverse || job.g_reverse;
-            const bool need_forward = job.out_forward || job.g_forward;
             if ((need_reverse && s.dmax == std::numeric_limits<float>::infinity()) ||
                 (need_forward && s.dmin == -std::numeric_limits<float>::infinity()))
                 return false;  // the masks differ: that KL is infinite
@@ -263,31 +270,35 @@ struct row_kernel {
         const double g_f = job.g_forward ? job.g_forward[n] : 0.0;
         const float inv_sz = static_cast<float>(1.0 / s.sz);
         const float inv_sr = KL ? static_cast<float>(1.0 / s.sr) : 0.0f;
-        const float k0 = static_cast<float>((g_f - g_lp - g_r * (lse_gap + reverse)) * inv_t);
+        // g_r = 0 must contribute nothing even where KL(p‖m) is infinite (masks differ one way).
+        const double reverse_term = g_r != 0.0 ? g_r * (lse_gap + reverse) : 0.0;
+        const float k0 = static_cast<float>((g_f - g_lp - reverse_term) * inv_t);
         const float k1 = static_cast<float>(g_r * inv_t);
         const float k2 = static_cast<float>(g_f * inv_t);
         const auto element_gradient = [&](std::size_t v) {  // scalar form, for the target entry
             const float p = scratch->ez[v] * inv_sz;
-            float g = p > 0.0f ? p * (k0 + (KL ? k1 * scratch->d[v] : 0.0f)) : 0.0f;
-            if constexpr (KL) g -= k2 * (scratch->er[v] * inv_sr);
+            float g = p > 0.0f ? p * (k0 + (RK ? k1 * scratch->d[v] : 0.0f)) : 0.0f;
+            if constexpr (FK) g -= k2 * (scratch->er[v] * inv_sr);
             return g;
         };
         const B vsz(inv_sz), vsr(inv_sr), vk0(k0), vk1(k1), vk2(k2), zero(0.0f);
-        const std::size_t cols = job.cols;
-        std::size_t v = 0;
-        for (; v + W <= cols; v += W) {
+        const auto vector_gradient = [&](std::size_t v) {
             const B p = B::load_unaligned(scratch->ez + v) * vsz;
             B g;
-            if constexpr (KL) {
-                const B d = B::load_unaligned(scratch->d + v);
-                const B m = B::load_unaligned(scratch->er + v) * vsr;
-                // p = 0 (a −∞ entry, d may be NaN) contributes nothing from the p-term.
-                g = xsimd::select(p > zero, p * xsimd::fma(vk1, d, vk0), zero) - vk2 * m;
-            } else {
+            if constexpr (RK)  // p = 0 (a −∞ entry, d may be NaN) contributes nothing from the p-term
+                g = xsimd::select(p > zero, p * xsimd::fma(vk1, xsimd::load_unaligned(scratch->d + v), vk0), zero);
+            else
                 g = p * vk0;
-            }
-            store<Arch>(out + v, g);
-        }
+            if constexpr (FK) g = xsimd::fnma(vk2, B::load_unaligned(scratch->er + v) * vsr, g);
+            return g;
+        };
+        // The gradient is written once and not read back here: stream it past the caches (no
+        // read-for-ownership of the destination), from the first vector-aligned entry on.
+        const std::size_t cols = job.cols;
+        std::size_t v = 0;
+        const std::size_t head = std::min(cols, unaligned_entries<Arch>(out));
+        for (; v < head; ++v) store_scalar(out + v, element_gradient(v));
+        for (; v + W <= cols; v += W) stream<Arch>(out + v, vector_gradient(v));
         for (; v < cols; ++v) store_scalar(out + v, element_gradient(v));
         if constexpr (LP) {
             const auto y = static_cast<std::size_t>(job.ids[n]);
@@ -306,9 +317,9 @@ struct row_kernel {
 /// Scratch floats per array for a row of `cols` entries (enough for the widest vector's tail).
 constexpr std::size_t scratch_size(std::size_t cols) noexcept { return cols + 64; }
 
-template <class Arch, class T, class G, bool LP, bool KL, bool BWD>
+template <class Arch, class T, class G, bool LP, bool RK, bool FK, bool BWD>
 std::size_t rows_with(const row_job& job, std::size_t begin, std::size_t end, row_scratch scratch) {
-    using kernel = row_kernel<Arch, T, G, LP, KL, BWD>;
+    using kernel = row_kernel<Arch, T, G, LP, RK, FK, BWD>;
     for (std::size_t n = begin; n < end; ++n) {
         if (job.mask && job.mask[n] == 0) {
             if (job.out_logprob) job.out_logprob[n] = 0.0f;
@@ -322,14 +333,28 @@ std::size_t rows_with(const row_job& job, std::size_t begin, std::size_t end, ro
         }
         if (!kernel::row(job, n, &scratch)) return n;
     }
+    if constexpr (BWD) stream_fence<Arch>();  // streamed stores are visible before the join
     return end;
+}
+
+/// Forward rows compute both KLs when either is asked (they share every exp); backward rows keep
+/// only the scratch their gradient terms read.
+template <class Arch, class T, class G, bool BWD, bool LP>
+std::size_t rows_with_kl(const row_job& job, std::size_t begin, std::size_t end, row_scratch scratch) {
+    if (!job.kl) return rows_with<Arch, T, G, LP, false, false, BWD>(job, begin, end, scratch);
+    if constexpr (BWD) {
+        if (job.reverse_grad && !job.forward_grad)
+            return rows_with<Arch, T, G, LP, true, false, BWD>(job, begin, end, scratch);
+        if (job.forward_grad && !job.reverse_grad)
+            return rows_with<Arch, T, G, LP, false, true, BWD>(job, begin, end, scratch);
+    }
+    return rows_with<Arch, T, G, LP, true, true, BWD>(job, begin, end, scratch);
 }
 
 template <class Arch, class T, class G, bool BWD>
 std::size_t rows_with_terms(const row_job& job, std::size_t begin, std::size_t end, row_scratch scratch) {
-    if (job.logprob && job.kl) return rows_with<Arch, T, G, true, true, BWD>(job, begin, end, scratch);
-    if (job.logprob) return rows_with<Arch, T, G, true, false, BWD>(job, begin, end, scratch);
-    return rows_with<Arch, T, G, false, true, BWD>(job, begin, end, scratch);
+    return job.logprob ? rows_with_kl<Arch, T, G, BWD, true>(job, begin, end, scratch)
+                       : rows_with_kl<Arch, T, G, BWD, false>(job, begin, end, scratch);
 }
 
 /// Rows [begin, end) of the job; returns the first row with bad input, or end. Each architecture's

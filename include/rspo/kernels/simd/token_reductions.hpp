@@ -39,16 +39,18 @@ using rows_function = std::size_t (*)(const row_job&, std::size_t, std::size_t, 
 
 /// The instruction set the kernels run with: chosen at run time (once) under RSPO_SIMD_DISPATCH,
 /// else the translation unit's own.
+/// xsimd::dispatch's functor: the row kernel compiled for the chosen architecture.
+struct pick_rows {
+    template <class Arch>
+    rows_function operator()(Arch) const {
+        return &run_rows<Arch>;
+    }
+};
+
 inline rows_function dispatched_rows() {
 #if defined(RSPO_SIMD_DISPATCH)
-    struct pick {
-        template <class Arch>
-        rows_function operator()(Arch) const {
-            return &run_rows<Arch>;
-        }
-    };
     using archs = xsimd::arch_list<xsimd::avx512bw, xsimd::fma3<xsimd::avx2>, xsimd::sse2>;
-    static const rows_function chosen = xsimd::dispatch<archs>(pick{})();
+    static const rows_function chosen = xsimd::dispatch<archs>(pick_rows{})();
     return chosen;
 #else
     return &run_rows<xsimd::default_arch>;
@@ -174,6 +176,8 @@ void backward_with(rows_function rows_fn, const token_inputs<T>& in, const token
     job.g_logprob = detail::data_or_null(grads.logprob);
     job.g_reverse = detail::data_or_null(grads.reverse_kl);
     job.g_forward = detail::data_or_null(grads.forward_kl);
+    job.reverse_grad = g.reverse_kl;
+    job.forward_grad = g.forward_kl;
     job.dz = dlogits.data;
     job.dz_stride = dlogits.row_stride;
     detail::report(fn, in, detail::run_parallel(rows_fn, job, in.logits.rows, options.threads), terms);
