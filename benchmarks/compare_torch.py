@@ -157,11 +157,20 @@ def time_ms(fn, args, repeats, statistic):
 # ---------------------------------------------------------------------------------------------
 # bench_kernels' JSON
 # ---------------------------------------------------------------------------------------------
-def read_cpp(path, statistic):
-    """{benchmark name without /real_time: real time in ms}, the chosen aggregate when repeated."""
-    with open(path) as f:
-        data = json.load(f)
+def read_cpp(paths, statistic):
+    """{benchmark name without /real_time: real time in ms}, the chosen aggregate when repeated;
+    a later file's entries replace an earlier one's (e.g. a rerun of some cases)."""
     to_ms = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+    result, context = {}, {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        result.update(read_cpp_data(data, statistic, to_ms))
+        context = data.get("context", context)
+    return result, context
+
+
+def read_cpp_data(data, statistic, to_ms):
     plain, aggregate = {}, {}
     for b in data.get("benchmarks", []):
         if b.get("error_occurred"):
@@ -175,7 +184,7 @@ def read_cpp(path, statistic):
             plain.setdefault(name, []).append(ms)
     result = {name: statistics.median(v) for name, v in plain.items()}
     result.update(aggregate)
-    return result, data.get("context", {})
+    return result
 
 
 def cpp_row(cpp, op, dtype, shape, threads=THREADS):
@@ -203,7 +212,8 @@ def ratio(a, b):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("json", help="bench_kernels --benchmark_out=... (JSON)")
+    parser.add_argument("json", nargs="+",
+                        help="bench_kernels --benchmark_out=... (JSON); several are merged, later ones win")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls per idiom (default: 3, or 7 for the small shape)")
     parser.add_argument("--shapes", nargs="*", default=None,

@@ -573,10 +573,11 @@ std::vector<table_row> table_rows;
 
 double minimum(const std::vector<double>& v) { return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end()); }
 
-/// Milliseconds of wall-clock time (the kernels start their own threads); with repetitions, the
-/// fastest one is reported too ("min"), a steadier figure on a busy machine than the median.
+/// Milliseconds of wall-clock time (the kernels start their own threads); the CPU column is the
+/// whole process's CPU time (all threads). With repetitions, the fastest one is reported too
+/// ("min"), a steadier figure on a busy machine than the median.
 void configure(benchmark::internal::Benchmark* b) {
-    b->Unit(benchmark::kMillisecond)->UseRealTime()->ComputeStatistics("min", minimum);
+    b->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->ComputeStatistics("min", minimum);
 }
 
 template <logit_type T>
@@ -623,10 +624,13 @@ public:
             if (run.error_occurred) continue;
             const bool aggregate = run.run_type == Run::RT_Aggregate;
             if (aggregate && run.aggregate_name != statistic_) continue;
-            const double ms = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) * 1e3;
+            const double to_ms = 1e3 / benchmark::GetTimeUnitMultiplier(run.time_unit);
             const std::string& name = run.run_name.function_name;
             // The aggregate replaces the single runs it summarises (which arrive first, if shown).
-            if (aggregate || !aggregated_.contains(name)) ms_[name] = ms;
+            if (aggregate || !aggregated_.contains(name)) {
+                ms_[name] = run.GetAdjustedRealTime() * to_ms;
+                cpu_ms_[name] = run.GetAdjustedCPUTime() * to_ms;
+            }
             if (aggregate) aggregated_.insert(name);
         }
     }
@@ -639,12 +643,14 @@ public:
 private:
     std::string statistic_;
     std::map<std::string, double> ms_;
+    std::map<std::string, double> cpu_ms_;  ///< process CPU time, all threads
     std::set<std::string> aggregated_;
 
-    [[nodiscard]] double find(const std::string& name) const {
-        const auto it = ms_.find(name);
-        return it == ms_.end() ? std::nan("") : it->second;
+    [[nodiscard]] static double find(const std::map<std::string, double>& in, const std::string& name) {
+        const auto it = in.find(name);
+        return it == in.end() ? std::nan("") : it->second;
     }
+    [[nodiscard]] double find(const std::string& name) const { return find(ms_, name); }
 
     /// The faster of the regular- and streaming-store memory floors.
     [[nodiscard]] double memory_floor(std::size_t inputs, bool write, const char* dtype, shape s, unsigned t) const {
@@ -665,14 +671,18 @@ private:
         out << "\nRatios (real time; the " << statistic_ << " of the repetitions when repeated). speedup = scalar / rspo; /mem and /exp = rspo / "
                "floor (1.0 = at the floor).\n"
                "mem floor: the faster of regular and streaming stores; exp floor: the "
-            << floors().isa << " exp, N*V exps per input matrix, same threads.\n";
-        std::snprintf(line, sizeof line, "%-20s %-5s %-11s %3s %10s %10s %8s %9s %6s %9s %6s %8s\n", "op", "dtype",
-                      "shape", "thr", "rspo ms", "scalar ms", "speedup", "mem ms", "/mem", "exp ms", "/exp",
-                      "GB/s");
+            << floors().isa << " exp, N*V exps per input matrix, same threads.\n"
+               "cpu/thr: rspo's process CPU time / threads, what the wall time would be with every thread "
+               "on a core of its own (compare with rspo ms on a busy machine).\n";
+        std::snprintf(line, sizeof line, "%-20s %-5s %-11s %3s %9s %9s %10s %8s %9s %6s %9s %6s %7s\n", "op",
+                      "dtype", "shape", "thr", "rspo ms", "cpu/thr", "scalar ms", "speedup", "mem ms", "/mem",
+                      "exp ms", "/exp", "GB/s");
         out << line;
         bool any = false;
         for (const table_row& row : table_rows) {
-            const double rspo = find(op_name("rspo", *row.op, row.dtype, row.s, row.t));
+            const std::string rspo_name = op_name("rspo", *row.op, row.dtype, row.s, row.t);
+            const double rspo = find(rspo_name);
+            const double cpu_per_thread = find(cpu_ms_, rspo_name) / row.t;
             const double scalar = find(op_name("scalar", *row.op, row.dtype, row.s, row.t));
             if (std::isnan(rspo) && std::isnan(scalar)) continue;
             any = true;
@@ -681,9 +691,9 @@ private:
             const double gbs = static_cast<double>(bytes_moved(row.op->inputs(), row.op->backward,
                                                                 row.element_size, row.s)) /
                                (rspo * 1e-3) / 1e9;
-            std::snprintf(line, sizeof line, "%-20s %-5s %-11s %3u %10s %10s %8s %9s %6s %9s %6s %8s\n",
+            std::snprintf(line, sizeof line, "%-20s %-5s %-11s %3u %9s %9s %10s %8s %9s %6s %9s %6s %7s\n",
                           row.op->name, row.dtype, row.s.str().c_str(), row.t, cell(rspo, "%.3f").c_str(),
-                          cell(scalar, "%.3f").c_str(), cell(scalar / rspo, "%.1fx").c_str(),
+                          cell(cpu_per_thread, "%.3f").c_str(), cell(scalar, "%.3f").c_str(), cell(scalar / rspo, "%.1fx").c_str(),
                           cell(mem, "%.3f").c_str(), cell(rspo / mem, "%.2f").c_str(), cell(exp, "%.3f").c_str(),
                           cell(rspo / exp, "%.2f").c_str(), cell(gbs, "%.1f").c_str());
             out << line;

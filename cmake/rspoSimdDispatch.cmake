@@ -6,7 +6,8 @@
 # those instantiations extern and choose one at run time (xsimd::dispatch). Without it, the
 # header-only kernels use the including translation unit's own instruction set. x86-64 only.
 #
-# The per-ISA code touches no standard-library template (scratch is allocated by the caller), so no
+# Only the instruction sets xsimd's dispatcher checks for are enabled (no -mavx512vl, -mbmi2). The
+# per-ISA code touches no standard-library template (scratch is allocated by the caller), so no
 # inline function compiled with AVX-512 can be picked by the linker for the other paths.
 function(rspo_add_simd_dispatch target)
   if(NOT CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64")
@@ -16,9 +17,9 @@ function(rspo_add_simd_dispatch target)
   set(_dir "${CMAKE_CURRENT_BINARY_DIR}/rspo_simd_dispatch")
   set(_isas avx512bw avx2 sse2)
   set(_avx512bw_arch "xsimd::avx512bw")
-  set(_avx512bw_flags -mavx512f -mavx512bw -mavx512dq -mavx512cd -mavx512vl -mavx2 -mfma -mbmi2)
+  set(_avx512bw_flags -mavx512f -mavx512bw -mavx512dq -mavx512cd -mavx2 -mfma)
   set(_avx2_arch "xsimd::fma3<xsimd::avx2>")
-  set(_avx2_flags -mavx2 -mfma -mbmi2)
+  set(_avx2_flags -mavx2 -mfma)
   set(_sse2_arch "xsimd::sse2")
   set(_sse2_flags -msse2)
   foreach(_isa IN LISTS _isas)
@@ -41,8 +42,8 @@ template std::size_t rspo::kernels::simd::detail::run_rows<${_${_isa}_arch}>(
     target_sources(${target} PRIVATE "${_file}")
     set(_flags ${_${_isa}_flags})
     if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
-      # GCC 12's own AVX-512 intrinsics trip -Wmaybe-uninitialized (_mm512_undefined_*; GCC PR 105593).
-      list(APPEND _flags -Wno-maybe-uninitialized)
+      # GCC 12's own AVX-512 intrinsics trip -W(maybe-)uninitialized (_mm512_undefined_*; GCC PR 105593).
+      list(APPEND _flags -Wno-maybe-uninitialized -Wno-uninitialized)
     endif()
     set_source_files_properties("${_file}" TARGET_DIRECTORY ${target}
                                 PROPERTIES COMPILE_OPTIONS "${_flags}")

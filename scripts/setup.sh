@@ -24,6 +24,7 @@ $SUDO apt-get update -qq
 
 packages=(build-essential ninja-build pkg-config
           libeigen3-dev libxtensor-dev xtl-dev libxsimd-dev
+          libtorch-dev  # optional: the torch adapter and its tests (tests/torch)
           libbenchmark-dev)
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}"
 

@@ -41,12 +41,6 @@
 // long-double noise (1e-13 of the row's magnitudes).
 // ---------------------------------------------------------------------------------------------
 
-// g++ 12 at -O3 can report a bogus -Wrestrict inside libstdc++'s string concatenation once the
-// error-message code of the headers is inlined here (GCC PR 105329); it is not about this code.
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wrestrict"
-#endif
-
 #include <rspo/core/error.hpp>
 #include <rspo/core/random.hpp>
 #include <rspo/kernels/reference/token_reductions.hpp>
@@ -149,11 +143,16 @@ std::vector<std::pair<std::string, kd::rows_function>> available_isas() {
     return list;
 }
 
-/// The instruction set runtime dispatch must pick on this CPU.
+/// The instruction set the public entry points must use on this CPU: the best available under
+/// runtime dispatch, else the translation unit's own.
 kd::rows_function best_isa() {
+#if defined(RSPO_SIMD_DISPATCH)
     if (isa_avx512::available()) return isa_avx512::rows();
     if (isa_avx2::available()) return isa_avx2::rows();
     return isa_sse2::rows();
+#else
+    return &kd::run_rows<xsimd::default_arch>;
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1291,7 +1290,7 @@ TEST_CASE("A NaN logit is a domain_error naming logits(n, v), in the vector body
             expect_domain_error_both_passes(c, all_combos[3], "logits", {entry_name("logits", 0, v) + " = nan"});
         }
     }
-    SECTION("a NaN reference logit, when a KL reads it; not read for the log-prob alone") {
+    SECTION("a NaN reference logit, when a KL reads it, and not read for the log-prob alone") {
         kernel_case<float> c = clean_case(3, V, 8);
         c.r.at(2, 34) = qnan;
         for (const combo& cb : {all_combos[1], all_combos[2], all_combos[3]}) {
@@ -1440,12 +1439,19 @@ TEST_CASE("The reference: masks that differ the other way give finite values and
     }
 }
 
-TEST_CASE("ids outside [0, V) are index_errors naming ids", "[kernels][errors]") {
+TEST_CASE("ids outside 0..V-1 are index_errors naming ids", "[kernels][errors]") {
     const std::size_t V = 37;
     for (const std::int64_t bad : {std::int64_t{37}, std::int64_t{-1}, std::int64_t{1} << 40}) {
         kernel_case<float> c = clean_case(3, V, 80);
         c.ids[2] = bad;
         const std::string fragment = "ids[2] = " + std::to_string(bad) + " is outside [0, 37)";
+        // Without a log-prob the ids are not read, even if given.
+        for (const backend& b : all_backends()) {
+            INFO("backend " << b.name);
+            value_buffers out(3);
+            const k::token_inputs<float> in{c.z.view(), c.r.view(), c.ids};
+            CHECK_NOTHROW(b.forward(in, out.values(false, true, true), options_for(c)));
+        }
         for (const combo& cb : {all_combos[0], all_combos[3]}) {
             expect_error<rspo::index_error>("forward", "ids", {fragment}, [&](const backend& b) {
                 run_terms(b, c, cb, false, options_for(c));
@@ -1553,6 +1559,19 @@ TEST_CASE("Shape errors name the argument", "[kernels][errors]") {
             b.backward(inb, grads, k::gradient_view<float>{reinterpret_cast<float*>(zb.data()), N, V, V}, opt);
         });
     }
+}
+
+TEST_CASE("dlogits overlapping the reference logits is a shape_error", "[kernels][errors]") {
+    // The gradient of row n would overwrite reference rows not yet read: silently wrong results.
+    // As for the logits, only disjoint buffers can be allowed (the reference is read-only input).
+    const std::size_t N = 3, V = 37;
+    const kernel_case<float> c = clean_case(N, V, 92);
+    std::vector<float> buffer(2 * N * V, 0.5f);  // the reference, then the gradient, overlapping
+    const k::token_inputs<float> in{c.z.view(), {buffer.data(), N, V, V}, c.ids};
+    const combo& fused = all_combos[3];
+    expect_error<rspo::shape_error>("backward", "dlogits", {"overlaps"}, [&](const backend& b) {
+        b.backward(in, grads_for(c, fused), k::gradient_view<float>{buffer.data() + V / 2, N, V, V}, options_for(c));
+    });
 }
 
 TEST_CASE("Temperature <= 0 and non-finite upstream gradients are domain_errors", "[kernels][errors]") {
@@ -1673,10 +1692,12 @@ TEMPLATE_TEST_CASE("bf16 gradients are the fp32 gradients rounded to nearest eve
             for (std::size_t v = 0; v < V; ++v) {
                 const float x = f32.at(n, v);
                 ties += (std::bit_cast<std::uint32_t>(x) & 0xFFFFu) == 0x8000u ? 1 : 0;
-                if (b16.at(n, v) != k::to_bf16(x) && mismatches++ == 0)
-                    first = "(" + std::to_string(n) + ", " + std::to_string(v) + "): fp32 bits " +
-                            std::to_string(std::bit_cast<std::uint32_t>(x)) + ", bf16 bits " +
-                            std::to_string(b16.at(n, v).bits);
+                if (b16.at(n, v) != k::to_bf16(x) && mismatches++ == 0) {
+                    std::ostringstream where;  // not operator+ chains: g++ 12 warns falsely (-Wrestrict)
+                    where << '(' << n << ", " << v << "): fp32 bits " << std::bit_cast<std::uint32_t>(x)
+                          << ", bf16 bits " << b16.at(n, v).bits;
+                    first = where.str();
+                }
             }
         INFO(mismatches << " mismatches, first at " << first << "; " << ties << " exact ties");
         CHECK(mismatches == 0);
@@ -1732,7 +1753,7 @@ TEST_CASE("In place: dlogits == logits gives the same gradient as a separate buf
 // 8. Sequence sums.
 // =============================================================================================
 
-TEST_CASE("sequence_sums sums each response in double; prompts are not read", "[kernels][sequence]") {
+TEST_CASE("sequence_sums sums each response in double and does not read the prompts", "[kernels][sequence]") {
     const std::size_t seq_len = 7;
     const std::vector<std::int64_t> offsets{0, 2, 6}, lengths{7, 3, 1};
     std::vector<float> per_token(3 * seq_len, qnan);  // prompt positions stay NaN
@@ -1767,7 +1788,7 @@ TEST_CASE("sequence_sums sums each response in double; prompts are not read", "[
     }
 }
 
-TEST_CASE("sequence_sums_backward is the adjoint of sequence_sums; response_row_mask selects the responses",
+TEST_CASE("sequence_sums_backward is the adjoint of sequence_sums and response_row_mask selects the responses",
           "[kernels][sequence]") {
     const std::size_t seq_len = 9, B = 4;
     const std::vector<std::int64_t> offsets{0, 3, 8, 2}, lengths{9, 4, 1, 5};
@@ -1880,7 +1901,7 @@ TEST_CASE("sequence sums: empty responses and out-of-range responses are errors"
     }
     SECTION("a response past the sequence") {
         p.lengths[2] = 2;
-        expect_error_from_all_three<rspo::index_error>(p, "offsets", "offsets[2] + lengths[2] = [6, 8) is outside [0, 7)");
+        expect_error_from_all_three<rspo::index_error>(p, "offsets", "offsets[2] = 6 with lengths[2] = 2 is outside [0, 7)");
     }
     SECTION("a negative offset") {
         p.offsets[0] = -1;
@@ -1956,7 +1977,7 @@ std::uint16_t bf16_rne(float x) {
 
 }  // namespace
 
-TEST_CASE("to_bf16 rounds to nearest, ties to even; NaN stays NaN; +-inf stay", "[kernels][bf16]") {
+TEST_CASE("to_bf16 rounds to nearest with ties to even and keeps NaN and infinities", "[kernels][bf16]") {
     const auto bits = [](float x) { return k::to_bf16(x).bits; };
     const auto f = [](std::uint32_t b) { return std::bit_cast<float>(b); };
     CHECK(bits(1.0f) == 0x3F80);
@@ -2025,7 +2046,7 @@ ld ulp32(ld y) {
 
 }  // namespace
 
-TEST_CASE("The SSE2 exp is within 2 ulp on [-87, 88], 0 below -87 and for -inf, NaN for NaN", "[kernels][exp]") {
+TEST_CASE("The SSE2 exp is within 2 ulp from -87 to 88, is 0 below -87 and for -inf, and NaN for NaN", "[kernels][exp]") {
     using B = xsimd::batch<float, xsimd::sse2>;
     const auto exp4 = [](float a, float b, float c, float d) {
         alignas(16) float in[4] = {a, b, c, d}, out[4];

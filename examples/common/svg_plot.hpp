@@ -1,8 +1,8 @@
 #pragma once
 // Minimal SVG charts for rspo's examples (support code, not part of the library): a row of
-// line-chart panels (linear or log-scale y) and a row of ternary plots (trajectories on the
-// 3-action simplex), each figure with one legend on the right. Standard library only; plain SVG 1.1
-// that browsers and rsvg-convert render.
+// line-chart panels (linear or log-scale y, optional markers and error bars) and a row of ternary
+// plots (trajectories on the 3-action simplex), each figure with one legend on the right. Standard
+// library only; plain SVG 1.1 that browsers and rsvg-convert render.
 
 #include <algorithm>
 #include <array>
@@ -52,6 +52,14 @@ struct line_series {
     line_style style = {};
     std::vector<double> x = {};
     std::vector<double> y = {};  ///< same length as x; a non-finite point breaks the line
+    /// Optional error bars (e.g. ± one standard error), aligned with x and y: drawn from
+    /// y − y_error to y + y_error (x likewise) with small caps; empty = none, a non-finite or
+    /// non-positive entry = no bar at that point.
+    std::vector<double> y_error = {};
+    std::vector<double> x_error = {};
+    /// Optional marker at every finite point (filled with the line colour).
+    std::optional<marker_shape> marker = std::nullopt;
+    double marker_size = 4.0;
 };
 
 struct line_panel {
@@ -62,6 +70,11 @@ struct line_panel {
     /// Log scale only: smaller values (exact zeros included) are drawn at this floor.
     double y_floor = 1e-16;
     std::vector<line_series> series = {};
+    /// x ticks at least this far apart (e.g. 1 for iteration numbers); 0 = automatic.
+    double x_tick_step = 0.0;
+    /// Empty space on both sides of the x data, as a fraction of its range (so that markers and
+    /// error bars at the ends are not cut by the frame).
+    double x_margin = 0.0;
 };
 
 // ---- Ternary (simplex) plots: p = (p0, p1, p2), p0 + p1 + p2 = 1, is drawn at the p-weighted
@@ -176,7 +189,12 @@ inline std::string polylines(const std::vector<xy>& points, const line_style& st
             flush();
             continue;
         }
-        run += (count ? " " : "") + num(p[0]) + ',' + num(p[1]);
+        // Appended piece by piece: `const char* + std::string&&` trips GCC 12's -Wrestrict
+        // false positive (GCC bug 105329) once this is inlined into a larger function.
+        if (count) run += ' ';
+        run += num(p[0]);
+        run += ',';
+        run += num(p[1]);
         ++count;
     }
     flush();
@@ -210,7 +228,8 @@ inline std::string marker(xy at, marker_shape shape, const std::string& color, d
 }
 
 /// "Nice" linear ticks (1, 2 or 5 × 10^k apart) covering [lo, hi].
-inline std::vector<double> linear_ticks(double lo, double hi, int target = 6) {
+inline std::vector<double> linear_ticks(double lo, double hi, int target = 6,
+                                        double min_step = 0.0) {
     if (!(hi > lo)) return {lo};
     const double raw = (hi - lo) / target;
     const double magnitude = std::pow(10.0, std::floor(std::log10(raw)));
@@ -220,6 +239,7 @@ inline std::vector<double> linear_ticks(double lo, double hi, int target = 6) {
             step = m * magnitude;
             break;
         }
+    step = std::max(step, min_step);
     std::vector<double> ticks;
     for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + 1e-9 * step; t += step)
         ticks.push_back(std::abs(t) < 1e-12 * step ? 0.0 : t);  // no "-0"
@@ -269,7 +289,13 @@ inline std::string figure_title(const figure_options& options, double width) {
                 "text-anchor=\"middle\" font-size=\"16\" font-weight=\"bold\"");
 }
 
-/// The data range of a panel: x from the data; y in whole decades (log) or padded by 5%.
+/// errors[i] if it is a usable half-width (finite, > 0), else 0 (no bar).
+inline double error_at(const std::vector<double>& errors, std::size_t i) {
+    return i < errors.size() && std::isfinite(errors[i]) && errors[i] > 0.0 ? errors[i] : 0.0;
+}
+
+/// The data range of a panel: x from the data (error bars included, plus x_margin); y in whole
+/// decades (log) or padded by 5%.
 struct panel_range {
     double x_lo, x_hi, y_lo, y_hi;  ///< y in log10 units on a log axis
 };
@@ -280,16 +306,23 @@ inline panel_range range_of(const line_panel& panel) {
     for (const auto& s : panel.series)
         for (std::size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
             if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
-            const double y = panel.log_y ? std::log10(std::max(s.y[i], panel.y_floor)) : s.y[i];
-            r.x_lo = std::min(r.x_lo, s.x[i]);
-            r.x_hi = std::max(r.x_hi, s.x[i]);
-            r.y_lo = std::min(r.y_lo, y);
-            r.y_hi = std::max(r.y_hi, y);
+            // The extent of the point with its error bars (if any).
+            const double dx = error_at(s.x_error, i), dy = error_at(s.y_error, i);
+            const auto axis_y = [&](double v) {
+                return panel.log_y ? std::log10(std::max(v, panel.y_floor)) : v;
+            };
+            r.x_lo = std::min(r.x_lo, s.x[i] - dx);
+            r.x_hi = std::max(r.x_hi, s.x[i] + dx);
+            r.y_lo = std::min(r.y_lo, axis_y(s.y[i] - dy));
+            r.y_hi = std::max(r.y_hi, axis_y(s.y[i] + dy));
         }
     if (!std::isfinite(r.x_lo)) {  // no finite data
         r = {0.0, 1.0, 0.0, 1.0};
     }
     if (r.x_hi <= r.x_lo) r.x_hi = r.x_lo + 1.0;
+    const double x_pad = panel.x_margin * (r.x_hi - r.x_lo);
+    r.x_lo -= x_pad;
+    r.x_hi += x_pad;
     if (panel.log_y) {
         r.y_lo = std::floor(r.y_lo);
         r.y_hi = std::max(std::ceil(r.y_hi), r.y_lo + 1.0);
@@ -334,7 +367,7 @@ inline std::string line_chart(const std::vector<line_panel>& panels,
         out += text(x0 + plot_w / 2, y0 - 10, panel.title, title_font);
 
         // Grid lines with tick labels.
-        for (const double t : linear_ticks(r.x_lo, r.x_hi)) {
+        for (const double t : linear_ticks(r.x_lo, r.x_hi, 6, panel.x_tick_step)) {
             out += line({sx(t), y0}, {sx(t), y0 + plot_h}, grid_paint);
             out += text(sx(t), y0 + plot_h + 17, tick_label(t), "text-anchor=\"middle\"");
         }
@@ -365,6 +398,28 @@ inline std::string line_chart(const std::vector<line_panel>& panels,
             for (std::size_t i = 0; i < s.x.size() && i < s.y.size(); ++i)
                 points.push_back({sx(s.x[i]), std::isfinite(s.y[i]) ? sy(s.y[i]) : s.y[i]});
             out += polylines(points, s.style, clip_id);
+            // Error bars (with caps) and markers on top of the line.
+            std::string bar_paint = "stroke=\"" + escape(s.style.color) + "\"" +
+                                    attr("stroke-width", std::max(1.0, 0.7 * s.style.width));
+            if (s.style.opacity < 1.0) bar_paint += attr("stroke-opacity", s.style.opacity);
+            constexpr double cap = 3.5;  // half-width of a cap, pixels
+            for (std::size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+                if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
+                const double px = sx(s.x[i]), py = sy(s.y[i]);
+                if (const double dy = error_at(s.y_error, i); dy > 0.0) {
+                    const double lo = sy(s.y[i] - dy), hi = sy(s.y[i] + dy);
+                    out += line({px, lo}, {px, hi}, bar_paint);
+                    out += line({px - cap, lo}, {px + cap, lo}, bar_paint);
+                    out += line({px - cap, hi}, {px + cap, hi}, bar_paint);
+                }
+                if (const double dx = error_at(s.x_error, i); dx > 0.0) {
+                    const double lo = sx(s.x[i] - dx), hi = sx(s.x[i] + dx);
+                    out += line({lo, py}, {hi, py}, bar_paint);
+                    out += line({lo, py - cap}, {lo, py + cap}, bar_paint);
+                    out += line({hi, py - cap}, {hi, py + cap}, bar_paint);
+                }
+                if (s.marker) out += marker({px, py}, *s.marker, s.style.color, s.marker_size);
+            }
         }
     }
     out += legend(options.legend, pw * static_cast<double>(panels.size()) + 10, top + plot_top + 8);

@@ -158,7 +158,7 @@ rspo::kernels::cuda::status backward(const rk::token_inputs<T>& in, const rk::to
         cd::check_shapes(fn, in, terms, options);
         cd::check_grad_sizes(fn, grads, in.logits.rows);
         rk::detail::check_outputs(fn, values, in.logits.rows);
-        rk::detail::check_gradient_view(fn, dlogits, in.logits);
+        rk::detail::check_gradient_view(fn, dlogits, in, terms);
     }
     cd::device_report rep = fresh_report();
     if (in.logits.rows == 0) return {};

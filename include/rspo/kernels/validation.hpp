@@ -91,8 +91,23 @@ inline void check_grads(const char* fn, const token_grads& g, std::size_t rows) 
     one("grads.forward_kl", g.forward_kl);
 }
 
+/// Whether two strided buffers share any byte (their address ranges intersect).
+template <class A, class B>
+bool overlaps(const A* a, std::size_t a_rows, std::size_t a_cols, std::size_t a_stride, const B* b,
+              std::size_t b_rows, std::size_t b_cols, std::size_t b_stride) {
+    if (a == nullptr || b == nullptr || a_rows == 0 || b_rows == 0) return false;
+    const auto* a0 = reinterpret_cast<const unsigned char*>(a);
+    const auto* a1 = reinterpret_cast<const unsigned char*>(a + (a_rows - 1) * a_stride + a_cols);
+    const auto* b0 = reinterpret_cast<const unsigned char*>(b);
+    const auto* b1 = reinterpret_cast<const unsigned char*>(b + (b_rows - 1) * b_stride + b_cols);
+    return a0 < b1 && b0 < a1;
+}
+
+/// dlogits must not overlap the inputs, except as an exact in-place overlay of the logits.
 template <logit_type T, logit_type G>
-void check_gradient_view(const char* fn, const gradient_view<G>& dz, const logits_view<T>& z) {
+void check_gradient_view(const char* fn, const gradient_view<G>& dz, const token_inputs<T>& in,
+                         request_terms terms) {
+    const logits_view<T>& z = in.logits;
     if (dz.data == nullptr && z.rows != 0)
         throw shape_error(fn, "dlogits", "dlogits has no data");
     check_size(fn, "dlogits.rows", dz.rows, z.rows, "logits.rows");
@@ -101,20 +116,17 @@ void check_gradient_view(const char* fn, const gradient_view<G>& dz, const logit
         throw shape_error(fn, "dlogits.row_stride",
                           "dlogits.row_stride = " + std::to_string(dz.row_stride) +
                               " is less than its cols = " + std::to_string(dz.cols));
-    // In place is allowed only as an exact overlay of the logits.
-    const auto* zb = reinterpret_cast<const unsigned char*>(z.data);
-    const auto* db = reinterpret_cast<const unsigned char*>(dz.data);
-    if (z.rows > 0 && db != zb) {
-        const auto* z_end = reinterpret_cast<const unsigned char*>(z.row(z.rows - 1) + z.cols);
-        const auto* d_end = reinterpret_cast<const unsigned char*>(dz.row(dz.rows - 1) + dz.cols);
-        if (db < z_end && zb < d_end)
-            throw shape_error(fn, "dlogits",
-                              "dlogits overlaps logits without being the same buffer (in place needs "
-                              "the same data pointer)");
-    }
-    if (z.rows > 0 && db == zb && (!std::same_as<T, G> || dz.row_stride != z.row_stride))
+    const bool same_buffer = static_cast<const void*>(dz.data) == static_cast<const void*>(z.data);
+    if (z.rows > 0 && same_buffer && (!std::same_as<T, G> || dz.row_stride != z.row_stride))
         throw shape_error(fn, "dlogits",
                           "in-place dlogits must have the logits' element type and row stride");
+    if (!same_buffer && overlaps(dz.data, dz.rows, dz.cols, dz.row_stride, z.data, z.rows, z.cols, z.row_stride))
+        throw shape_error(fn, "dlogits",
+                          "dlogits overlaps logits without being the same buffer (in place needs "
+                          "the same data pointer)");
+    const logits_view<T>& r = in.reference;
+    if (terms.kl() && overlaps(dz.data, dz.rows, dz.cols, dz.row_stride, r.data, r.rows, r.cols, r.row_stride))
+        throw shape_error(fn, "dlogits", "dlogits overlaps the reference logits, which must stay unchanged");
 }
 
 /// Called when a row's reduction came out non-finite: scans the row exactly and throws the

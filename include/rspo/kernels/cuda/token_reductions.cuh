@@ -1017,7 +1017,7 @@ status enqueue_backward(unsigned op, const token_inputs<T>& in, const token_grad
         check_shapes(fn, in, terms, options);
         check_grad_sizes(fn, grads, in.logits.rows);
         rspo::kernels::detail::check_outputs(fn, values, in.logits.rows);
-        rspo::kernels::detail::check_gradient_view(fn, dlogits, in.logits);
+        rspo::kernels::detail::check_gradient_view(fn, dlogits, in, terms);
     }
     device_report* report = report_of(fn, workspace);
     if (status s = reset_report(fn, report, stream); !s.ok()) return s;
@@ -1204,7 +1204,7 @@ template <logit_type T, logit_type G>
         detail::check_shapes(fn, in, terms, options);
         detail::check_grad_sizes(fn, grads, in.logits.rows);
         rspo::kernels::detail::check_outputs(fn, values, in.logits.rows);
-        rspo::kernels::detail::check_gradient_view(fn, dlogits, in.logits);
+        rspo::kernels::detail::check_gradient_view(fn, dlogits, in, terms);
     }
     return detail::run_synchronously(fn, stream, [&](std::span<std::byte> ws) {
         return detail::enqueue_backward(detail::op_backward, in, grads, dlogits, options, ws, stream, values,

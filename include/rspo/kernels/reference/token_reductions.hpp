@@ -118,7 +118,7 @@ void backward(const token_inputs<T>& in, const token_grads& grads, gradient_view
     rspo::kernels::detail::check_inputs(fn, in, terms, options);
     rspo::kernels::detail::check_grads(fn, grads, in.logits.rows);
     rspo::kernels::detail::check_outputs(fn, values, in.logits.rows);
-    rspo::kernels::detail::check_gradient_view(fn, dlogits, in.logits);
+    rspo::kernels::detail::check_gradient_view(fn, dlogits, in, terms);
     const long double inv_t = 1.0L / static_cast<long double>(options.temperature);
     const std::size_t cols = in.logits.cols;
     std::vector<long double> row_grad(cols);

@@ -160,7 +160,7 @@ void backward_with(rows_function rows_fn, const token_inputs<T>& in, const token
         rspo::kernels::detail::check_inputs(fn, in, terms, options);
         rspo::kernels::detail::check_grads(fn, grads, in.logits.rows);
         rspo::kernels::detail::check_outputs(fn, values, in.logits.rows);
-        rspo::kernels::detail::check_gradient_view(fn, dlogits, in.logits);
+        rspo::kernels::detail::check_gradient_view(fn, dlogits, in, terms);
     }
     if (in.logits.rows == 0) return;
     if (!terms.any()) {  // no term: the gradient is zero
