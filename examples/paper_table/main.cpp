@@ -160,9 +160,9 @@ struct settings {
     double tau = 0.1;  ///< τ, so ητ = 0.5
     double learning_rate = 0.05;
     std::size_t iterations = 3;             ///< T (the paper: 3)
-    std::size_t epochs = 4;                 ///< E
+    std::size_t epochs = 1;                 ///< E (the paper: 1)
     std::size_t samples_per_prompt = 5;     ///< K (the paper: 5)
-    std::size_t instances_per_prompt = 16;  ///< each toy prompt appears this often per iteration
+    std::size_t instances_per_prompt = 64;  ///< each toy prompt appears this often per iteration
     std::size_t prompts_per_step = 16;      ///< prompt instances per Adam step
 
     // Evaluation (against μ, by the true judge).
@@ -183,7 +183,7 @@ settings make_settings(const options& opt) {
         s.corpus_per_prompt = 512;
         s.heldout_per_prompt = 64;
         s.iterations = 1;
-        s.instances_per_prompt = 4;
+        s.instances_per_prompt = 16;
         s.win_rate_samples = 64;
         s.proxy_samples = 32;
         s.kl_samples = 16;
@@ -324,10 +324,9 @@ public:
                    const metric_values& m) {
         char buf[200];
         std::snprintf(buf, sizeof buf,
-                      "%s t = %zu/%zu: loss %.3g -> %.3g; LC %.1f, win %.1f, length %.2f, KL %.2f",
-                      run.c_str(), r.iteration, r.total_iterations, r.first_epoch_loss,
-                      r.last_epoch_loss, m[lc_win_rate], m[win_rate], m[length],
-                      m[kl_to_reference]);
+                      "%s t = %zu/%zu: loss %.3g; LC %.1f, win %.1f, length %.2f, KL %.2f",
+                      run.c_str(), r.iteration, r.total_iterations, r.mean_loss, m[lc_win_rate],
+                      m[win_rate], m[length], m[kl_to_reference]);
         line(std::string(buf) + "  [" + std::to_string(done_.load()) + "/" +
              std::to_string(total_) + " runs done]");
     }
@@ -675,12 +674,15 @@ struct paired_difference {
     [[nodiscard]] double z() const { return diff.mean / diff.se; }
 };
 
-paired_difference compare(const experiment& e, std::size_t r, std::size_t a, std::size_t b,
-                          metric_id k, std::size_t t) {
-    const auto va = across_seeds(e, r, a, t, k), vb = across_seeds(e, r, b, t, k);
+paired_difference paired(const std::vector<double>& va, const std::vector<double>& vb) {
     std::vector<double> d;
     for (std::size_t i = 0; i < va.size(); ++i) d.push_back(va[i] - vb[i]);
     return {mean_se(va), mean_se(vb), mean_se(d)};
+}
+
+paired_difference compare(const experiment& e, std::size_t r, std::size_t a, std::size_t b,
+                          metric_id k, std::size_t t) {
+    return paired(across_seeds(e, r, a, t, k), across_seeds(e, r, b, t, k));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -754,8 +756,8 @@ void print_settings(std::ostream& out, const experiment& e) {
            "tuning):\n"
         << "  task        the library's defaults: " << t.prompts << " prompts, vocabulary "
         << t.vocabulary << ", <= " << t.max_length << " tokens," << indent
-        << "|R_x| = " << t.relevant_tokens << " (the surrogate keeps " << t.surrogate_shared
-        << ")," << indent << "true judge verbosity " << g(t.judge.length_weight) << "; surrogate verbosity "
+        << "|R_x| = " << t.relevant_tokens << " (the surrogate keeps " << t.surrogate_shared << "),"
+        << indent << "true judge verbosity " << g(t.judge.length_weight) << "; surrogate verbosity "
         << g(t.surrogate.length_weight) << ", noise " << g(t.surrogate.noise) << ", decoys\n"
         << "  mu          fit_reference (Adam lr " << g(s.fit_learning_rate) << ", " << s.fit_epochs
         << " epochs, batch " << s.fit_batch << ") on " << s.corpus_per_prompt
@@ -779,11 +781,12 @@ void print_settings(std::ostream& out, const experiment& e) {
         << indent << "sample kept, T = " << s.iterations << " iteration(s) (the paper: 3); "
         << e.training_prompts.size() << " prompt instances per iteration ("
         << s.instances_per_prompt << " per" << indent << "toy prompt), E = " << s.epochs
-        << " epochs of Adam (lr " << g(s.learning_rate) << ") on minibatches of "
-        << s.prompts_per_step << ": " << steps << " steps, enough" << indent
-        << "to fit each iteration's regression; fresh optimizer state each iteration (the "
-           "paper's"
-        << indent << "iterations are separate training runs)\n"
+        << " epoch(s) (the paper: 1; reusing samples over epochs lets the regularizers'" << indent
+        << "one-signed per-sample terms overfit them), Adam (lr " << g(s.learning_rate)
+        << ") on minibatches of " << s.prompts_per_step << ": " << steps << " steps per iteration,"
+        << indent
+        << "fresh optimizer state each iteration (the paper's iterations are separate "
+           "runs)\n"
         << "  evaluation  against mu by the true judge: " << s.win_rate_samples
         << " pairs per prompt for win rates, LC and length;" << indent << s.diversity_samples
         << " samples per prompt for Self-BLEU and distinct-2 (the paper's n);" << indent
@@ -1007,23 +1010,30 @@ void print_claims(std::ostream& out, const experiment& e) {
             << trajectory(surrogate_regime, proxy_win_rate)
             << "\n    SPPO trained on the true judge: true-judge LC "
             << trajectory(true_regime, lc_win_rate) << '\n';
-        double peak = -std::numeric_limits<double>::infinity();
+        // The iteration where SPPO's mean true LC peaked, and whether it then fell by more than
+        // 2 SE (paired by seed) by t = T: the signature of over-optimization.
         std::size_t peak_t = 0;
-        for (std::size_t t = 0; t <= T; ++t)
-            if (const double v = summarize(e, surrogate_regime, sppo_index, t, lc_win_rate).mean;
-                v > peak) {
-                peak = v;
+        for (std::size_t t = 1; t <= T; ++t)
+            if (summarize(e, surrogate_regime, sppo_index, t, lc_win_rate).mean >
+                summarize(e, surrogate_regime, sppo_index, peak_t, lc_win_rate).mean)
                 peak_t = t;
-            }
-        const double final_lc = summarize(e, surrogate_regime, sppo_index, T, lc_win_rate).mean;
-        const double gap = final_lc - summarize(e, true_regime, sppo_index, T, lc_win_rate).mean;
-        const std::string context =
-            peak_t < T
-                ? "SPPO's true LC peaked at t = " + std::to_string(peak_t) + " and lost " +
-                      fixed(peak - final_lc, 1) + " points by t = " + std::to_string(T)
-                : "SPPO's true LC did not decline within T (the surrogate still helps; its "
-                  "cost is " +
-                      signed_fixed(gap, 1) + " LC points against training on the true judge)";
+        const paired_difference decline =
+            paired(across_seeds(e, surrogate_regime, sppo_index, peak_t, lc_win_rate),
+                   across_seeds(e, surrogate_regime, sppo_index, T, lc_win_rate));
+        const double gap = summarize(e, surrogate_regime, sppo_index, T, lc_win_rate).mean -
+                           summarize(e, true_regime, sppo_index, T, lc_win_rate).mean;
+        std::string context;
+        if (peak_t < T) {
+            context = "SPPO's true LC peaked at t = " + std::to_string(peak_t) + " and fell by " +
+                      pm(decline.diff, 1) + " points by t = " + std::to_string(T) + ": " +
+                      (classify(decline, +1) == outcome::reproduces
+                           ? "over-optimization (> 2 SE)"
+                           : "within 2 SE, no clear over-optimization");
+        } else {
+            context = "SPPO's true LC is highest at t = T: no over-optimization within T";
+        }
+        context += "; training on the surrogate costs SPPO " + signed_fixed(gap, 1) +
+                   " LC points against training on the true judge";
         out << "    -> " << context << '\n';
         std::array<std::size_t, 2> beat{}, lose{};  // [LC, raw]
         std::size_t regularized = 0;
@@ -1108,8 +1118,9 @@ void write_runs_csv(const std::filesystem::path& file, const experiment& e) {
     if (!out) throw std::runtime_error("cannot open '" + file.string() + "'");
     out << "regime,method,algorithm,eta,tau,seed,iteration";
     for (const auto& info : metric_infos) out << ',' << info.column;
-    out << ",train_first_epoch_loss,train_last_epoch_loss,train_chosen_win_rate,train_sample_"
-           "length,run_status\n";
+    // The driver's iteration_report: losses, the mean P̂ of the kept samples, π_t's sample length.
+    out << ",train_mean_loss,train_first_epoch_loss,train_last_epoch_loss,train_chosen_win_rate,"
+           "train_sample_length,train_steps,run_status\n";
     for (std::size_t r = 0; r < e.regimes.size(); ++r)
         for (std::size_t m = 0; m < e.methods.size(); ++m)
             for (std::size_t seed = 0; seed < e.config.seeds; ++seed) {
@@ -1121,13 +1132,14 @@ void write_runs_csv(const std::filesystem::path& file, const experiment& e) {
                         << seed << ',' << t;
                     for (const double v : run.metrics[t]) out << ',' << csv_number(v);
                     if (t == 0 || !std::isfinite(run.metrics[t][win_rate])) {
-                        out << ",,,,";
+                        out << ",,,,,,";
                     } else {
                         const rspo::iteration_report& tr = run.training[t - 1];
-                        out << ',' << csv_number(tr.first_epoch_loss) << ','
+                        out << ',' << csv_number(tr.mean_loss) << ','
+                            << csv_number(tr.first_epoch_loss) << ','
                             << csv_number(tr.last_epoch_loss) << ','
                             << csv_number(tr.mean_win_rate_chosen) << ','
-                            << csv_number(tr.mean_length);
+                            << csv_number(tr.mean_length) << ',' << tr.steps;
                     }
                     out << ','
                         << (run.status == rspo::iterative_status::completed ? "completed"
