@@ -158,7 +158,7 @@ def time_ms(fn, args, repeats, statistic):
 # bench_kernels' JSON
 # ---------------------------------------------------------------------------------------------
 def read_cpp(paths, statistic):
-    """{benchmark name without /real_time: real time in ms}, the chosen aggregate when repeated;
+    """{benchmark name without the timer suffixes: real time in ms}, the chosen aggregate when repeated;
     a later file's entries replace an earlier one's (e.g. a rerun of some cases)."""
     to_ms = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
     result, context = {}, {}
@@ -175,7 +175,8 @@ def read_cpp_data(data, statistic, to_ms):
     for b in data.get("benchmarks", []):
         if b.get("error_occurred"):
             continue
-        name = b["run_name"].removesuffix("/real_time")
+        # "rspo/<op>/<dtype>/<shape>/threads:<t>" + "/process_time/real_time" (the timers used)
+        name = "/".join(p for p in b["run_name"].split("/") if p not in ("process_time", "real_time"))
         ms = b["real_time"] * to_ms[b["time_unit"]]
         if b.get("run_type") == "aggregate":
             if b.get("aggregate_name") == statistic:
