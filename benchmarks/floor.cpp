@@ -1,13 +1,14 @@
 // The machine floors bench_kernels prints beside the kernels (docs/math §5, "physical limit"):
 //  - memory: a pass that only moves the bytes an op must move: reads each input matrix once with
-//    the widest loads and sums it, and for a backward op writes a gradient-sized buffer once;
+//    the widest loads (prefetched ahead) and sums it, and for a backward op writes a gradient-sized
+//    buffer once, with regular or streaming stores;
 //  - exp: the library's own vectorized exp (rspo::kernels::simd::detail::exp<Arch>) over an
 //    L1-resident buffer, i.e. the exp throughput with no memory traffic at all.
 //
 // Compiled once per instruction set by rspo_add_bench_floor (benchmarks/CMakeLists.txt), which
-// defines RSPO_BENCH_FLOOR_ARCH, the same way rspo_add_simd_dispatch compiles the kernels; kernels.cpp
-// declares the instantiations extern and picks one with xsimd::dispatch, so the floors run at the
-// kernels' vector width. Like the kernels' per-ISA code, nothing here instantiates a standard-library
+// defines RSPO_BENCH_FLOOR_ARCH, the same way rspo_add_simd_dispatch compiles the kernels;
+// kernels.cpp declares the templates and picks an instantiation with xsimd::dispatch, so the floors
+// run at the kernels' vector width. Like the kernels' per-ISA code, nothing here instantiates a standard-library
 // template (an inline one compiled with AVX-512 could be picked by the linker for the other paths).
 
 #include <rspo/kernels/simd/exp.hpp>
@@ -22,7 +23,7 @@
 #error "floor.cpp is compiled through rspo_add_bench_floor, which defines RSPO_BENCH_FLOOR_ARCH"
 #endif
 
-#if defined(__SSE2__)
+#if defined(__SSE__)
 #include <immintrin.h>
 #endif
 
@@ -30,7 +31,12 @@ namespace rspo_bench {
 
 namespace {
 
-/// Sums `bytes` bytes at p (p + bytes − tail vector-sized steps with two accumulators).
+/// How far ahead the reads are prefetched. The hardware prefetchers alone fall behind once stores
+/// compete for the core's miss buffers (the write half of a backward floor, or a backward kernel's
+/// scratch): prefetching this far ahead keeps the reads at full bandwidth.
+constexpr std::size_t prefetch_distance = 16384;
+
+/// Sums `bytes` bytes at p (vector steps with two accumulators, the tail byte by byte).
 template <class Arch>
 inline void sum_row(const std::byte* p, std::size_t bytes, xsimd::batch<std::uint32_t, Arch>& acc0,
                     xsimd::batch<std::uint32_t, Arch>& acc1, std::uint32_t& scalar) noexcept {
@@ -38,6 +44,12 @@ inline void sum_row(const std::byte* p, std::size_t bytes, xsimd::batch<std::uin
     constexpr std::size_t step = sizeof(std::uint32_t) * I::size;
     std::size_t i = 0;
     for (; i + 2 * step <= bytes; i += 2 * step) {
+#if defined(__SSE__)
+        for (std::size_t line = 0; line < 2 * step; line += 64) {  // a hint: may run past the end
+            const std::uintptr_t ahead = reinterpret_cast<std::uintptr_t>(p + i + line) + prefetch_distance;
+            _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
+        }
+#endif
         acc0 += I::load_unaligned(reinterpret_cast<const std::uint32_t*>(p + i));
         acc1 += I::load_unaligned(reinterpret_cast<const std::uint32_t*>(p + i + step));
     }

@@ -18,12 +18,16 @@
 //             same t threads started per call, the same contiguous row blocks), for fairness.
 //   Floors (floor.cpp, the kernels' instruction set):
 //     floor/memory_r{1,2}w{0,1}[_nt]  reads the same 1 or 2 input matrices with the widest loads
-//             and sums them, and writes a gradient-sized buffer (w1) with regular or streaming
-//             (_nt) stores, with the same thread count. The table uses the faster store kind.
+//             (prefetched 16 KiB ahead) and sums them, and writes a gradient-sized buffer (w1) with
+//             regular or streaming (_nt) stores, with the same thread count. The table uses the
+//             faster store kind. Each runs just before the ops that move the same bytes.
 //     floor/exp  the library's vectorized exp over an L1-resident buffer, N·V exps split over the
 //             same threads; the table charges it once per input matrix.
 //   Threads: 2 everywhere, and 1 for the main shape (scaling).
 //
+// Times are wall-clock (UseRealTime); the CPU column is the whole process's CPU time, all threads
+// (MeasureProcessCPUTime), which the table divides by the thread count ("cpu/thr"): on a machine
+// shared with other work it shows what the wall time would be with a core per thread.
 // Bytes per call: N·V·sizeof(logit) per input matrix read, plus N·V·sizeof(logit) for the gradient
 // written by backward ops (bytes_per_second); logits_per_second counts N·V per call.
 //
@@ -34,8 +38,8 @@
 //       --benchmark_report_aggregates_only=true --benchmark_out=kernels.json
 // prints the results and then the ratio table (medians when repeated; --ratio_statistic=min for
 // the fastest repetition, steadier on a busy machine); benchmarks/compare_torch.py reads the JSON
-// and adds PyTorch. --benchmark_filter=/64x32000/ keeps to the small shape (the
-// CTest smoke run does).
+// and adds PyTorch. --benchmark_filter=/64x32000/ keeps to the small shape (the CTest smoke run
+// does: ~3 s).
 
 #include <rspo/kernels/reference/token_reductions.hpp>
 #include <rspo/kernels/simd/token_reductions.hpp>
@@ -463,7 +467,8 @@ std::string check(const op_spec& op, const dataset<T>& d, tolerance tol) {
             return message;
         if (!op.backward) continue;
         double scale = 0;
-        for (std::size_t v = 0; v < s.cols; ++v) scale = std::max(scale, std::abs(double{kernels::widen(g[v])}));
+        for (std::size_t v = 0; v < s.cols; ++v)
+            scale = std::max(scale, std::abs(double{kernels::widen(g[v])}));
         for (std::size_t v = 0; v < s.cols; ++v) {
             const double ref = kernels::widen(g[v]), got = kernels::widen(d.dz[at + v]);
             if (!(std::abs(got - ref) <= tol.relative * std::abs(ref) + tol.absolute * scale)) {
@@ -571,13 +576,16 @@ struct table_row {
 
 std::vector<table_row> table_rows;
 
-double minimum(const std::vector<double>& v) { return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end()); }
+double minimum(const std::vector<double>& v) {
+    return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
+}
 
 /// Milliseconds of wall-clock time (the kernels start their own threads); the CPU column is the
 /// whole process's CPU time (all threads). With repetitions, the fastest one is reported too
 /// ("min"), a steadier figure on a busy machine than the median.
 void configure(benchmark::internal::Benchmark* b) {
-    b->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime()->ComputeStatistics("min", minimum);
+    b->Unit(benchmark::kMillisecond)->UseRealTime()->MeasureProcessCPUTime();
+    b->ComputeStatistics("min", minimum);
 }
 
 /// Each memory floor runs just before the ops that move the same bytes: this machine's memory
@@ -587,9 +595,11 @@ void register_dtype(shape s, unsigned t) {
     const char* dtype = dtype_name<T>();
     for (const std::size_t inputs : {1, 2})
         for (const bool write : {false, true}) {
-            for (const bool stream : write ? std::vector<bool>{false, true} : std::vector<bool>{false})
-                configure(benchmark::RegisterBenchmark(memory_name(inputs, write, stream, dtype, s, t).c_str(),
-                                                       bm_memory_floor<T>, s, t, inputs, write, stream));
+            for (const bool stream : write ? std::vector<bool>{false, true} : std::vector<bool>{false}) {
+                const std::string name = memory_name(inputs, write, stream, dtype, s, t);
+                configure(benchmark::RegisterBenchmark(name.c_str(), bm_memory_floor<T>, s, t, inputs, write,
+                                                       stream));
+            }
             for (const op_spec& op : ops) {
                 if (op.inputs() != inputs || op.backward != write) continue;
                 configure(benchmark::RegisterBenchmark(op_name("rspo", op, dtype, s, t).c_str(), bm_op<T>, op,
@@ -657,7 +667,8 @@ private:
     [[nodiscard]] double find(const std::string& name) const { return find(ms_, name); }
 
     /// The faster of the regular- and streaming-store memory floors.
-    [[nodiscard]] double memory_floor(std::size_t inputs, bool write, const char* dtype, shape s, unsigned t) const {
+    [[nodiscard]] double memory_floor(std::size_t inputs, bool write, const char* dtype, shape s,
+                                      unsigned t) const {
         const double plain = find(memory_name(inputs, write, false, dtype, s, t));
         if (!write) return plain;
         const double streamed = find(memory_name(inputs, write, true, dtype, s, t));
@@ -672,15 +683,16 @@ private:
             std::snprintf(buf, sizeof buf, format, x);
             return std::string(buf);
         };
-        out << "\nRatios (real time; the " << statistic_ << " of the repetitions when repeated). speedup = scalar / rspo; /mem and /exp = rspo / "
-               "floor (1.0 = at the floor).\n"
+        out << "\nRatios (real time; the " << statistic_
+            << " of the repetitions when repeated). speedup = scalar / rspo;\n"
+               "/mem, /exp = rspo / that floor, /bound = rspo / the larger floor (1.00 = at the floor).\n"
                "mem floor: the faster of regular and streaming stores; exp floor: the "
             << floors().isa << " exp, N*V exps per input matrix, same threads.\n"
                "cpu/thr: rspo's process CPU time / threads, what the wall time would be with every thread "
-               "on a core of its own (compare with rspo ms on a busy machine).\n";
-        std::snprintf(line, sizeof line, "%-20s %-5s %-11s %3s %9s %9s %10s %8s %9s %6s %9s %6s %7s\n", "op",
-                      "dtype", "shape", "thr", "rspo ms", "cpu/thr", "scalar ms", "speedup", "mem ms", "/mem",
-                      "exp ms", "/exp", "GB/s");
+               "on a core\nof its own (compare with rspo ms on a busy machine).\n";
+        const char* format = "%-20s %-5s %-11s %3s %9s %9s %10s %8s %9s %6s %9s %6s %6s %7s\n";
+        std::snprintf(line, sizeof line, format, "op", "dtype", "shape", "thr", "rspo ms", "cpu/thr",
+                      "scalar ms", "speedup", "mem ms", "/mem", "exp ms", "/exp", "/bound", "GB/s");
         out << line;
         bool any = false;
         for (const table_row& row : table_rows) {
@@ -692,14 +704,16 @@ private:
             any = true;
             const double mem = memory_floor(row.op->inputs(), row.op->backward, row.dtype, row.s, row.t);
             const double exp = find(exp_name(row.s, row.t)) * static_cast<double>(row.op->inputs());
-            const double gbs = static_cast<double>(bytes_moved(row.op->inputs(), row.op->backward,
-                                                                row.element_size, row.s)) /
-                               (rspo * 1e-3) / 1e9;
-            std::snprintf(line, sizeof line, "%-20s %-5s %-11s %3u %9s %9s %10s %8s %9s %6s %9s %6s %7s\n",
-                          row.op->name, row.dtype, row.s.str().c_str(), row.t, cell(rspo, "%.3f").c_str(),
-                          cell(cpu_per_thread, "%.3f").c_str(), cell(scalar, "%.3f").c_str(), cell(scalar / rspo, "%.1fx").c_str(),
-                          cell(mem, "%.3f").c_str(), cell(rspo / mem, "%.2f").c_str(), cell(exp, "%.3f").c_str(),
-                          cell(rspo / exp, "%.2f").c_str(), cell(gbs, "%.1f").c_str());
+            const double bound = std::isnan(mem) || std::isnan(exp) ? std::nan("") : std::max(mem, exp);
+            const auto bytes = bytes_moved(row.op->inputs(), row.op->backward, row.element_size, row.s);
+            const double gbs = static_cast<double>(bytes) / (rspo * 1e-3) / 1e9;
+            std::snprintf(line, sizeof line, format, row.op->name, row.dtype, row.s.str().c_str(),
+                          std::to_string(row.t).c_str(), cell(rspo, "%.3f").c_str(),
+                          cell(cpu_per_thread, "%.3f").c_str(), cell(scalar, "%.3f").c_str(),
+                          cell(scalar / rspo, "%.1fx").c_str(), cell(mem, "%.3f").c_str(),
+                          cell(rspo / mem, "%.2f").c_str(), cell(exp, "%.3f").c_str(),
+                          cell(rspo / exp, "%.2f").c_str(), cell(rspo / bound, "%.2f").c_str(),
+                          cell(gbs, "%.1f").c_str());
             out << line;
         }
         if (!any) out << "(no op ran)\n";
@@ -738,7 +752,8 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     register_all();
     benchmark::AddCustomContext("floor_isa", floors().isa);
-    benchmark::AddCustomContext("kernel_threads", std::to_string(threads) + " (1 for the single-thread rows)");
+    benchmark::AddCustomContext("kernel_threads",
+                                std::to_string(threads) + " (1 for the single-thread rows)");
     benchmark::AddCustomContext("scalar_baseline",
                                 "max pass + std::exp sum pass (+ gradient pass) in float, same threads and "
                                 "row blocks as rspo");
