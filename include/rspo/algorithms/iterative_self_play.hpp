@@ -4,7 +4,9 @@
 // estimate P̂(y ≻ π_t), keep (y_w, y_l) or all samples; then E epochs of the square loss
 // (plus λ = 2ητ times the regularizer's sample terms, plus optional exact per-token KLs computed by
 // the kernels against μ's logits) with the caller's optimizer. Three models are live: π_θ (trained,
-// the caller's), π_t (a frozen copy made here) and μ (frozen, the caller's).
+// the caller's), π_t (a frozen copy made here) and μ (frozen, the caller's). Data parallel: every
+// process runs the driver on all prompts; each samples, judges and differentiates its share of each
+// minibatch, and the caller's all-reduce makes the steps identical (docs/integration.md).
 
 #include <rspo/algorithms/rspo.hpp>
 #include <rspo/core/check.hpp>
@@ -19,9 +21,11 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -43,6 +47,38 @@ struct token_kl_weights {
     double forward = 0.0;  ///< weight of Σ_t KL(μ(·|x, y_<t) ‖ π_θ(·|x, y_<t))
 };
 
+/// This process's place in a data-parallel run, and the collective it uses. `world` processes call
+/// iterative_self_play with the same policy, prompts and options (rank excepted); prompt i is
+/// handled by rank (i mod prompts_per_step) mod world, which draws its samples from a stream seeded
+/// by (seed, iteration, i) — so the samples do not depend on the world size — and scales its loss
+/// by its share of the minibatch's prompts. Before each optimizer step the gradient is summed over
+/// the world, so every rank takes the same step, and a world-size-W run equals the single-process
+/// run up to the order of floating-point sums.
+struct data_parallel {
+    std::size_t rank = 0;   ///< in [0, world)
+    std::size_t world = 1;  ///< number of processes
+    /// In-place sum over all ranks (an all-reduce: Gloo, NCCL, MPI, …); called with the gradient
+    /// before every optimizer step. Required when world > 1.
+    std::function<void(std::span<float>)> sum_floats = {};
+    /// In-place sum over all ranks of the driver's statistics (a few doubles per step and per
+    /// iteration), so that every rank reports and decides the same. Required when world > 1.
+    std::function<void(std::span<double>)> sum_doubles = {};
+
+    void validate(const char* fn) const {
+        check_not_empty(fn, "options.parallel.world", world);
+        if (rank >= world)
+            throw index_error(fn, "options.parallel.rank",
+                              "options.parallel.rank = " + std::to_string(rank) + " is outside [0, " +
+                                  std::to_string(world) + ")");
+        if (world > 1 && !sum_floats)
+            throw domain_error(fn, "options.parallel.sum_floats",
+                               "options.parallel.sum_floats is empty but world = " + std::to_string(world));
+        if (world > 1 && !sum_doubles)
+            throw domain_error(fn, "options.parallel.sum_doubles",
+                               "options.parallel.sum_doubles is empty but world = " + std::to_string(world));
+    }
+};
+
 struct iterative_options {
     std::size_t iterations = 3;          ///< T (the paper: 3)
     std::size_t epochs = 1;              ///< E per iteration (the paper: 1)
@@ -55,6 +91,7 @@ struct iterative_options {
     pair_query query = pair_query::once;
     token_kl_weights token_kl = {};
     std::uint64_t seed = 0;              ///< all sampling draws from engines seeded by this
+    data_parallel parallel = {};         ///< one process by default
 
     void validate(const char* fn) const {
         check_not_empty(fn, "options.iterations", iterations);
@@ -67,6 +104,7 @@ struct iterative_options {
         check_positive(fn, "options.sampling_temperature", sampling_temperature);
         check_non_negative(fn, "options.token_kl.reverse", token_kl.reverse);
         check_non_negative(fn, "options.token_kl.forward", token_kl.forward);
+        parallel.validate(fn);
     }
 };
 
@@ -81,6 +119,7 @@ struct iteration_report {
     double mean_length = 0.0;          ///< of π_t's samples (tokens)
     std::size_t steps = 0;             ///< optimizer steps taken
 };
+// Every field is the same on every rank of a data-parallel run (summed over the world).
 
 enum class iterative_status { completed, stopped, numeric_failure };
 
@@ -103,6 +142,7 @@ bool call_on_iteration(C& callback, const iteration_report& r) {
 /// One prompt's training data for an iteration.
 template <class Prompt>
 struct prompt_samples {
+    std::size_t index = 0;  ///< in the caller's prompts
     Prompt prompt{};
     std::vector<token_sequence> responses{};     ///< the samples trained on
     std::vector<double> log_pi_t{}, log_mu{}, win_rate{};
@@ -113,11 +153,91 @@ struct prompt_samples {
 inline bool all_finite(std::span<const float> values) {
     return std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); });
 }
+
+/// The sampling stream of prompt i in iteration t: independent of which rank draws it.
+inline random_engine prompt_stream(std::uint64_t seed, std::size_t t, std::size_t i) {
+    return random_engine(mix64(mix64(seed ^ mix64(static_cast<std::uint64_t>(t))) ^ static_cast<std::uint64_t>(i)));
+}
+
+/// Sums `values` over the ranks (nothing to do for one process).
+inline void sum_over_world(const data_parallel& parallel, std::span<double> values) {
+    if (parallel.world > 1) parallel.sum_doubles(values);
+}
+
+/// Adds `share` × the gradient of the minibatch loss over `batch` (this rank's prompts of one
+/// minibatch) to policy.gradient(), and returns `share` × the loss.
+template <TrainableSequencePolicy P, Regularizer R>
+double minibatch_gradient(P& policy, const rspo_algorithm<R>& method, const iterative_options& options,
+                          double lambda, double share, bool token_kl, bool reference_samples,
+                          std::span<const prompt_samples<typename P::prompt_type>> batch) {
+    using prompt_type = typename P::prompt_type;
+    // Flatten the minibatch: prompts, responses and per-sample inputs side by side.
+    std::vector<prompt_type> xs, ref_xs;
+    std::vector<token_sequence> ys, ref_ys;
+    std::vector<double> lp_t, lp_mu, win;
+    for (const auto& d : batch) {
+        for (std::size_t k = 0; k < d.responses.size(); ++k) {
+            xs.push_back(d.prompt);
+            ys.push_back(d.responses[k]);
+            lp_t.push_back(d.log_pi_t[k]);
+            lp_mu.push_back(d.log_mu[k]);
+            win.push_back(d.win_rate[k]);
+        }
+        for (const auto& y : d.reference_responses) {
+            ref_xs.push_back(d.prompt);
+            ref_ys.push_back(y);
+        }
+    }
+    const std::span<const prompt_type> xs_span(xs);
+    const std::span<const token_sequence> ys_span(ys);
+    const response_logits_batch z = batch_logits(policy, xs_span, ys_span);
+    const std::vector<double> lp_theta = sequence_log_probs(z);
+    std::vector<double> ref_lp;
+    if (reference_samples)
+        ref_lp = sequence_log_probs(
+            batch_logits(policy, std::span<const prompt_type>(ref_xs), std::span<const token_sequence>(ref_ys)));
+    sample_loss loss = method.loss({lp_theta, lp_t, lp_mu, win, ref_lp});
+    if (share != 1.0) {
+        loss.value *= share;
+        for (double& g : loss.d_log_pi_theta) g *= share;
+        for (double& g : loss.d_reference_log_pi_theta) g *= share;
+    }
+    double value = loss.value;
+    accumulate_log_prob_gradient(policy, xs_span, ys_span, loss.d_log_pi_theta);
+    if (reference_samples)
+        accumulate_log_prob_gradient(policy, std::span<const prompt_type>(ref_xs),
+                                     std::span<const token_sequence>(ref_ys), loss.d_reference_log_pi_theta);
+    if (token_kl) {
+        // Stack μ's logits in the same row order as z, then one kernel call gives the per-token
+        // KLs and their gradient w.r.t. π_θ's logits.
+        response_logits_batch mu_z;
+        mu_z.vocabulary = z.vocabulary;
+        mu_z.logits.reserve(z.logits.size());
+        for (const auto& d : batch)
+            mu_z.logits.insert(mu_z.logits.end(), d.reference_logits.logits.begin(), d.reference_logits.logits.end());
+        mu_z.row_offsets = z.row_offsets;
+        mu_z.ids = z.ids;
+        mu_z.complete = z.complete;
+        const double weight = lambda * share / static_cast<double>(ys.size());
+        const std::vector<float> g_rev(z.rows(), static_cast<float>(weight * options.token_kl.reverse));
+        const std::vector<float> g_fwd(z.rows(), static_cast<float>(weight * options.token_kl.forward));
+        std::vector<float> rev(z.rows()), fwd(z.rows()), dz(z.rows() * z.vocabulary);
+        kernels::simd::backward(z.inputs(&mu_z), kernels::token_grads{.reverse_kl = g_rev, .forward_kl = g_fwd},
+                                kernels::gradient_view<float>{dz.data(), z.rows(), z.vocabulary, z.vocabulary}, {},
+                                kernels::token_values{.reverse_kl = rev, .forward_kl = fwd});
+        accumulate_batch_gradient(policy, xs_span, ys_span, z, dz);
+        double kl_term = 0.0;
+        for (std::size_t row = 0; row < z.rows(); ++row)
+            kl_term += options.token_kl.reverse * rev[row] + options.token_kl.forward * fwd[row];
+        value += weight * kl_term;
+    }
+    return value;
+}
 }  // namespace detail
 
 /// Runs T iterations of regularized self-play on `policy` (π_θ, updated in place) against the frozen
 /// `reference` (μ), judged by `oracle`, over `prompts`. `method` gives η, τ and the regularizer
-/// (τ = 0 is SPPO). Deterministic for options.seed.
+/// (τ = 0 is SPPO). Deterministic for options.seed; options.parallel splits the work over processes.
 template <TrainableSequencePolicy P, PreferenceOracle O, Regularizer R, Optimizer Opt, class... Callbacks>
     requires std::same_as<typename O::prompt_type, typename P::prompt_type> &&
              std::same_as<typename O::response_type, token_sequence>
@@ -138,24 +258,30 @@ iterative_result iterative_self_play(P& policy, const P& reference, const O& ora
                            "the regularizer " + method.regularizer.name() +
                                " needs responses from the reference: reference_samples_per_prompt must be >= 1");
 
+    const data_parallel& parallel = options.parallel;
+    const std::size_t step_prompts = options.prompts_per_step;
+    const auto owns = [&](std::size_t i) { return (i % step_prompts) % parallel.world == parallel.rank; };
+
     iterative_result result;
     for (std::size_t t = 1; t <= options.iterations; ++t) {
         const P frozen = policy;  // π_t
-        random_engine rng(options.seed + 0x9E3779B97F4A7C15ull * t);
         iteration_report report{.iteration = t, .total_iterations = options.iterations};
 
-        // 1. Samples, judgments and the frozen models' log-probabilities.
+        // 1. Samples, judgments and the frozen models' log-probabilities of this rank's prompts.
         std::vector<detail::prompt_samples<prompt_type>> data;
-        data.reserve(prompts.size());
-        double total_length = 0.0, total_chosen_win = 0.0;
-        std::size_t chosen = 0;
-        for (const prompt_type& x : prompts) {
+        // Σ length, Σ P̂ of the chosen, number chosen: summed over the world below.
+        std::array<double, 3> totals{};
+        for (std::size_t i = 0; i < prompts.size(); ++i) {
+            if (!owns(i)) continue;
+            const prompt_type& x = prompts[i];
+            random_engine rng = detail::prompt_stream(options.seed, t, i);
             detail::prompt_samples<prompt_type> d;
+            d.index = i;
             d.prompt = x;
             std::vector<token_sequence> ys(options.samples_per_prompt);
             for (auto& y : ys) {
                 y = frozen.sample(x, rng, options.sampling_temperature);
-                total_length += static_cast<double>(y.size());
+                totals[0] += static_cast<double>(y.size());
             }
             const Eigen::VectorXd p_hat = estimate_win_rates(
                 preference_matrix(oracle, x, std::span<const token_sequence>(ys), options.query), options.estimator);
@@ -169,8 +295,8 @@ iterative_result iterative_self_play(P& policy, const P& reference, const O& ora
             for (std::size_t k : keep) {
                 d.responses.push_back(ys[k]);
                 d.win_rate.push_back(p_hat[static_cast<Eigen::Index>(k)]);
-                total_chosen_win += p_hat[static_cast<Eigen::Index>(k)];
-                ++chosen;
+                totals[1] += p_hat[static_cast<Eigen::Index>(k)];
+                totals[2] += 1.0;
             }
             const std::span<const token_sequence> kept(d.responses);
             d.log_pi_t = sequence_log_probs(batch_logits(frozen, x, kept));
@@ -182,78 +308,31 @@ iterative_result iterative_self_play(P& policy, const P& reference, const O& ora
                     d.reference_responses.push_back(reference.sample(x, rng));
             data.push_back(std::move(d));
         }
-        report.mean_length = total_length / static_cast<double>(prompts.size() * options.samples_per_prompt);
-        report.mean_win_rate_chosen = total_chosen_win / static_cast<double>(chosen);
+        detail::sum_over_world(parallel, totals);
+        report.mean_length = totals[0] / static_cast<double>(prompts.size() * options.samples_per_prompt);
+        report.mean_win_rate_chosen = totals[1] / totals[2];
 
-        // 2. E epochs of the loss over minibatches of prompts.
+        // 2. E epochs of the loss over minibatches of prompts; this rank holds data[begin, end) of
+        // minibatch [first, last), and weighs its mean by its share of the minibatch's prompts
+        // (each prompt contributes the same number of samples), so the sum over ranks is the mean.
         double loss_sum = 0.0;
         for (std::size_t epoch = 0; epoch < options.epochs; ++epoch) {
             double epoch_loss = 0.0;
-            std::size_t epoch_steps = 0;
-            for (std::size_t first = 0; first < data.size(); first += options.prompts_per_step) {
-                const std::size_t last = std::min(data.size(), first + options.prompts_per_step);
-                // Flatten the minibatch: prompts, responses and per-sample inputs side by side.
-                std::vector<prompt_type> xs, ref_xs;
-                std::vector<token_sequence> ys, ref_ys;
-                std::vector<double> lp_t, lp_mu, win;
-                for (std::size_t i = first; i < last; ++i) {
-                    const auto& d = data[i];
-                    for (std::size_t k = 0; k < d.responses.size(); ++k) {
-                        xs.push_back(d.prompt);
-                        ys.push_back(d.responses[k]);
-                        lp_t.push_back(d.log_pi_t[k]);
-                        lp_mu.push_back(d.log_mu[k]);
-                        win.push_back(d.win_rate[k]);
-                    }
-                    for (const auto& y : d.reference_responses) {
-                        ref_xs.push_back(d.prompt);
-                        ref_ys.push_back(y);
-                    }
-                }
-                const std::span<const prompt_type> xs_span(xs);
-                const std::span<const token_sequence> ys_span(ys);
-                const response_logits_batch z = batch_logits(policy, xs_span, ys_span);
-                const std::vector<double> lp_theta = sequence_log_probs(z);
-                std::vector<double> ref_lp;
-                if (reference_samples)
-                    ref_lp = sequence_log_probs(batch_logits(policy, std::span<const prompt_type>(ref_xs),
-                                                             std::span<const token_sequence>(ref_ys)));
-                const sample_loss loss = method.loss({lp_theta, lp_t, lp_mu, win, ref_lp});
-                double step_loss = loss.value;
-
+            std::size_t epoch_steps = 0, begin = 0;
+            for (std::size_t first = 0; first < prompts.size(); first += step_prompts) {
+                const std::size_t last = std::min(prompts.size(), first + step_prompts);
+                std::size_t end = begin;
+                while (end < data.size() && data[end].index < last) ++end;
+                const double share = static_cast<double>(end - begin) / static_cast<double>(last - first);
+                std::array<double, 1> step_loss{};
                 policy.zero_gradient();
-                accumulate_log_prob_gradient(policy, xs_span, ys_span, loss.d_log_pi_theta);
-                if (reference_samples)
-                    accumulate_log_prob_gradient(policy, std::span<const prompt_type>(ref_xs),
-                                                 std::span<const token_sequence>(ref_ys),
-                                                 loss.d_reference_log_pi_theta);
-                if (token_kl) {
-                    // Stack μ's logits in the same row order as z, then one kernel call gives the
-                    // per-token KLs and their gradient w.r.t. π_θ's logits.
-                    response_logits_batch mu_z;
-                    mu_z.vocabulary = z.vocabulary;
-                    mu_z.logits.reserve(z.logits.size());
-                    for (std::size_t i = first; i < last; ++i)
-                        mu_z.logits.insert(mu_z.logits.end(), data[i].reference_logits.logits.begin(),
-                                           data[i].reference_logits.logits.end());
-                    mu_z.row_offsets = z.row_offsets;
-                    mu_z.ids = z.ids;
-                    mu_z.complete = z.complete;
-                    const auto samples = static_cast<double>(ys.size());
-                    const std::vector<float> g_rev(z.rows(), static_cast<float>(lambda * options.token_kl.reverse / samples));
-                    const std::vector<float> g_fwd(z.rows(), static_cast<float>(lambda * options.token_kl.forward / samples));
-                    std::vector<float> rev(z.rows()), fwd(z.rows()), dz(z.rows() * z.vocabulary);
-                    kernels::simd::backward(
-                        z.inputs(&mu_z), kernels::token_grads{.reverse_kl = g_rev, .forward_kl = g_fwd},
-                        kernels::gradient_view<float>{dz.data(), z.rows(), z.vocabulary, z.vocabulary}, {},
-                        kernels::token_values{.reverse_kl = rev, .forward_kl = fwd});
-                    accumulate_batch_gradient(policy, xs_span, ys_span, z, dz);
-                    double kl_term = 0.0;
-                    for (std::size_t row = 0; row < z.rows(); ++row)
-                        kl_term += options.token_kl.reverse * rev[row] + options.token_kl.forward * fwd[row];
-                    step_loss += lambda * kl_term / samples;
-                }
-                if (!detail::all_finite(policy.gradient()) || !std::isfinite(step_loss)) {
+                if (end > begin) step_loss[0] = detail::minibatch_gradient(policy, method, options, lambda, share,
+                                                                           token_kl, reference_samples,
+                                                                           std::span(data).subspan(begin, end - begin));
+                begin = end;
+                if (parallel.world > 1) parallel.sum_floats(policy.gradient());
+                detail::sum_over_world(parallel, step_loss);
+                if (!detail::all_finite(policy.gradient()) || !std::isfinite(step_loss[0])) {
                     result.status = iterative_status::numeric_failure;
                     result.message = std::string(fn) + ": iteration " + std::to_string(t) +
                                      " produced a non-finite loss or gradient";
@@ -261,8 +340,8 @@ iterative_result iterative_self_play(P& policy, const P& reference, const O& ora
                     return result;
                 }
                 optimizer.step(policy.parameters(), policy.gradient());
-                epoch_loss += step_loss;
-                loss_sum += step_loss;
+                epoch_loss += step_loss[0];
+                loss_sum += step_loss[0];
                 ++epoch_steps;
                 ++report.steps;
             }

@@ -21,6 +21,15 @@ inline double uniform01(random_engine& rng) {
     return static_cast<double>(rng() >> 11) * 0x1.0p-53;
 }
 
+/// splitmix64's finalizer: a fixed, platform-independent 64-bit mix, for deriving independent
+/// seeds (streams) from a seed and indices.
+constexpr std::uint64_t mix64(std::uint64_t h) noexcept {
+    h += 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+    return h ^ (h >> 31);
+}
+
 /// Index drawn from a probability vector by inversion. Entries with probability 0 are never drawn.
 inline std::size_t sample_categorical(const Eigen::VectorXd& probabilities, random_engine& rng) {
     const double u = uniform01(rng);

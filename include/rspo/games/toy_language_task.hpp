@@ -111,14 +111,6 @@ struct toy_judge_options {
 
 namespace detail {
 
-/// splitmix64's finalizer: a fixed, platform-independent 64-bit mix.
-constexpr std::uint64_t toy_mix64(std::uint64_t h) noexcept {
-    h += 0x9E3779B97F4A7C15ull;
-    h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-    h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-    return h ^ (h >> 31);
-}
-
 /// An index uniform on {0, …, n − 1} from one uniform01 draw (n ≥ 1).
 inline std::size_t toy_uniform_index(random_engine& rng, std::size_t n) {
     return std::min(n - 1, static_cast<std::size_t>(uniform01(rng) * static_cast<double>(n)));
@@ -208,10 +200,10 @@ private:
         double z = options_.quality_weight * dq + options_.length_weight * std::tanh(dlen / options_.length_scale) +
                    options_.style_weight * static_cast<double>(cyc);
         if (options_.noise > 0.0) {
-            std::uint64_t h = detail::toy_mix64(options_.noise_seed ^ detail::toy_mix64(x));
-            for (const token v : a) h = detail::toy_mix64(h ^ static_cast<std::uint64_t>(v));
-            h = detail::toy_mix64(h ^ 0xA5A5A5A5A5A5A5A5ull);  // separates a from b: (12, 3) ≠ (1, 23)
-            for (const token v : b) h = detail::toy_mix64(h ^ static_cast<std::uint64_t>(v));
+            std::uint64_t h = mix64(options_.noise_seed ^ mix64(x));
+            for (const token v : a) h = mix64(h ^ static_cast<std::uint64_t>(v));
+            h = mix64(h ^ 0xA5A5A5A5A5A5A5A5ull);  // separates a from b: (12, 3) ≠ (1, 23)
+            for (const token v : b) h = mix64(h ^ static_cast<std::uint64_t>(v));
             const double u = static_cast<double>(h >> 11) * 0x1.0p-53;
             z += options_.noise * (2.0 * u - 1.0);
         }
