@@ -11,7 +11,7 @@
 #include <cstring>
 #include <type_traits>
 
-#if defined(__SSE2__) || defined(__AVX2__) || defined(__AVX512BW__)
+#if defined(__SSE__) || defined(__SSE2__) || defined(__AVX2__) || defined(__AVX512BW__)
 #include <immintrin.h>
 #endif
 
@@ -123,6 +123,18 @@ inline void stream(float* p, xsimd::batch<float, Arch> x) noexcept {
 template <class Arch>
 inline void stream(bf16* p, xsimd::batch<float, Arch> x) noexcept {
     store<Arch>(p, x);  // 16-bit lanes: a regular store (the narrowing dominates)
+}
+
+/// A hint to bring the cache line at byte `offset` from p into L1. Prefetches never fault, so the
+/// address may lie past the end of the buffer; it is formed as an integer for that reason.
+inline void prefetch(const void* p, std::size_t offset) noexcept {
+#if defined(__SSE__)
+    const std::uintptr_t address = reinterpret_cast<std::uintptr_t>(p) + offset;
+    _mm_prefetch(reinterpret_cast<const char*>(address), _MM_HINT_T0);
+#else
+    static_cast<void>(p);
+    static_cast<void>(offset);
+#endif
 }
 
 /// Orders this thread's streamed stores before what follows (the join that publishes them).

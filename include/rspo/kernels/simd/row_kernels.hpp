@@ -81,6 +81,11 @@ struct row_kernel {
     using B = xsimd::batch<float, Arch>;
     static constexpr std::size_t W = B::size;
     static constexpr std::size_t block = 64 * W;  ///< entries summed in fp32 before moving to double
+    /// How far ahead a backward row's inputs are prefetched. The hardware prefetchers alone fall
+    /// behind once the scratch stores compete for the core's miss buffers (measured: log-prob
+    /// forward+backward 12.9 → 8.5 ms at 2048×32000 fp32); forward rows do not need it.
+    static constexpr std::size_t prefetch_distance = 16384;
+    static constexpr std::size_t step_bytes = 2 * W * sizeof(T);  ///< input bytes per loop step
 
     struct sums {
         double sz = 0, sr = 0, a = 0, b = 0;  ///< Σe_z, Σe_r, Σe_z·d, Σe_r·(−d)
@@ -146,6 +151,16 @@ struct row_kernel {
         }
     }
 
+    /// Prefetches the input lines prefetch_distance bytes beyond entry v's step (each line once).
+    static inline void prefetch_ahead(const T* x, std::size_t v) noexcept {
+        const std::size_t at = v * sizeof(T) + prefetch_distance;
+        if constexpr (step_bytes >= 64) {
+            for (std::size_t line = 0; line < step_bytes; line += 64) prefetch(x, at + line);
+        } else if (v * sizeof(T) % 64 == 0) {
+            prefetch(x, at);
+        }
+    }
+
     /// Pass 1 over the row with the given shifts.
     static sums accumulate(const T* z, const T* r, std::size_t cols, float inv_t, float shift_z,
                            float shift_r, row_scratch* scratch) noexcept {
@@ -158,6 +173,10 @@ struct row_kernel {
         while (v < full) {
             const std::size_t stop = std::min(full, v + block);
             for (; v < stop; v += 2 * W) {
+                if constexpr (BWD) {
+                    prefetch_ahead(z, v);
+                    if constexpr (KL) prefetch_ahead(r, v);
+                }
                 step(acc[0], load<Arch>(z + v), KL ? load<Arch>(r + v) : none, vt, vz, vr, scratch, v);
                 step(acc[1], load<Arch>(z + v + W), KL ? load<Arch>(r + v + W) : none, vt, vz, vr,
                      scratch, v + W);
