@@ -77,7 +77,9 @@ TEST_CASE("one iteration lowers the loss and raises the judge's win rate against
     INFO("first epoch loss " << report.first_epoch_loss << ", last " << report.last_epoch_loss);
     CHECK(report.last_epoch_loss < 0.8 * report.first_epoch_loss);
 
-    const eval::sequence_evaluation_options eval_options{.samples_per_prompt = 400, .seed = 99};
+    // Self-BLEU is quadratic in the samples and not needed here.
+    const eval::sequence_evaluation_options eval_options{.samples_per_prompt = 400, .seed = 99,
+                                                         .compute_self_bleu = false};
     const auto before = eval::evaluate_sequences(f.mu, f.mu, f.task.true_judge(),
                                                  std::span<const std::size_t>(f.prompts), eval_options);
     const auto after = eval::evaluate_sequences(pi, f.mu, f.task.true_judge(),
@@ -87,6 +89,22 @@ TEST_CASE("one iteration lowers the loss and raises the judge's win rate against
     // μ against itself is 50 in expectation; the trained policy must beat it by > 4 standard errors.
     CHECK(std::abs(before.win_rate - 50.0) < 4.0 * before.win_rate_se);
     CHECK(after.win_rate > 50.0 + 4.0 * after.win_rate_se);
+}
+
+TEST_CASE("evaluate_sequences without Self-BLEU draws the same samples and reports NaN for it", "[iterative]") {
+    const fixture& f = shared();
+    const auto evaluate = [&](bool bleu) {
+        return eval::evaluate_sequences(f.mu, f.mu, f.task.true_judge(), std::span<const std::size_t>(f.prompts),
+                                        {.samples_per_prompt = 16, .seed = 5, .compute_self_bleu = bleu});
+    };
+    const auto with = evaluate(true), without = evaluate(false);
+    CHECK(std::isnan(without.self_bleu));
+    CHECK(with.self_bleu > 0.0);
+    CHECK(with.win_rate == without.win_rate);
+    CHECK(with.lc_win_rate == without.lc_win_rate);
+    CHECK(with.mean_length == without.mean_length);
+    CHECK(with.distinct_2 == without.distinct_2);
+    CHECK(with.token_entropy == without.token_entropy);
 }
 
 TEST_CASE("the loop is deterministic for a seed and changes with it", "[iterative]") {

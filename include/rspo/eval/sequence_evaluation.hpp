@@ -27,6 +27,9 @@ struct sequence_evaluation_options {
     double temperature = 1.0;             ///< sampling temperature of both policies
     std::uint64_t seed = 0;
     lc_options length_control = {};
+    /// Self-BLEU costs O(n²) sentence-BLEU computations per prompt: turn it off for large n (the
+    /// field is then NaN). The samples drawn do not depend on it.
+    bool compute_self_bleu = true;
 };
 
 struct sequence_evaluation {
@@ -36,6 +39,7 @@ struct sequence_evaluation {
     double mean_length = 0.0;        ///< tokens, the policy's responses
     double baseline_mean_length = 0.0;
     double self_bleu = 0.0;          ///< mean over prompts of Self-BLEU of the policy's n samples
+                                     ///< (NaN if options.compute_self_bleu is false)
     double distinct_1 = 0.0;         ///< over all the policy's samples
     double distinct_2 = 0.0;
     double token_entropy = 0.0;      ///< nats: mean entropy of π(·| x, y_<t) over its own samples
@@ -75,7 +79,7 @@ sequence_evaluation evaluate_sequences(const P& policy, const P& baseline, const
             length_sum += static_cast<double>(ys[k].size());
             base_length_sum += static_cast<double>(bs[k].size());
         }
-        self_bleu_sum += self_bleu(std::span<const std::vector<std::int32_t>>(ys));
+        if (options.compute_self_bleu) self_bleu_sum += self_bleu(std::span<const std::vector<std::int32_t>>(ys));
         // Entropy of each next-token distribution along the policy's own samples.
         const response_logits_batch z = batch_logits(policy, x, std::span<const token_sequence>(ys));
         for (std::size_t row = 0; row < z.rows(); ++row) {
@@ -104,7 +108,8 @@ sequence_evaluation evaluate_sequences(const P& policy, const P& baseline, const
         length_controlled_win_rate(row_prompt, preference, length_difference, options.length_control).lc_win_rate;
     out.mean_length = length_sum / rows;
     out.baseline_mean_length = base_length_sum / rows;
-    out.self_bleu = self_bleu_sum / static_cast<double>(prompts.size());
+    out.self_bleu = options.compute_self_bleu ? self_bleu_sum / static_cast<double>(prompts.size())
+                                              : std::numeric_limits<double>::quiet_NaN();
     const std::span<const std::vector<std::int32_t>> samples(all_samples);
     out.distinct_1 = distinct_n(samples, 1);
     out.distinct_2 = distinct_n(samples, 2);
