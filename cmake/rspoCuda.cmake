@@ -8,6 +8,22 @@
 #
 # Architectures: CMAKE_CUDA_ARCHITECTURES if given (or the CUDAARCHS environment variable), else
 # 80;90 (A100, H100/H200): two targets keep the test's compile time small.
+#
+# benchmarks/CMakeLists.txt shares the architectures default through the function below; with an
+# installed rspo it includes this file with RSPO_CUDA_FUNCTIONS_ONLY set, which stops after it.
+
+# rspo_cuda_default_architectures(): before enable_language(CUDA), sets the cache entry
+# CMAKE_CUDA_ARCHITECTURES to 80;90 unless the user chose architectures (the variable or CUDAARCHS);
+# otherwise CMake would take nvcc's own default, which is neither of the GPUs rspo targets.
+function(rspo_cuda_default_architectures)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
+    set(CMAKE_CUDA_ARCHITECTURES 80 90 CACHE STRING "CUDA architectures for rspo's CUDA targets")
+  endif()
+endfunction()
+
+if(RSPO_CUDA_FUNCTIONS_ONLY)
+  return()
+endif()
 
 set(RSPO_CUDA AUTO CACHE STRING "Build rspo's CUDA kernel tests: AUTO (when nvcc is found), ON or OFF")
 set_property(CACHE RSPO_CUDA PROPERTY STRINGS AUTO ON OFF)
@@ -33,9 +49,7 @@ else()
   include(CheckLanguage)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
-    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
-      set(CMAKE_CUDA_ARCHITECTURES 80 90 CACHE STRING "CUDA architectures for rspo's CUDA tests")
-    endif()
+    rspo_cuda_default_architectures()
     enable_language(CUDA)
     find_package(CUDAToolkit REQUIRED)
     set(RSPO_CUDA ON)
