@@ -1,12 +1,14 @@
-# The optional libtorch part: rspo's torch adapter is header-only (include/rspo/adapters/torch.hpp),
-# so libtorch is only needed to build its tests (tests/torch). Included by the top-level
-# CMakeLists.txt after rspoCuda.cmake; sets the normal variables RSPO_TORCH (the adapter tests are
-# built) and RSPO_TORCH_CUDA (libtorch has CUDA and nvcc was found: the adapter's CUDA path is
-# built too, its kernels in an nvcc-compiled bridge file; see include/rspo/adapters/torch.hpp) to
-# ON or OFF. RSPO_TORCH also needs libtorch's headers to compile as C++20 with this compiler,
-# which is tried once per build tree (libtorch 1.13's do with g++ 12, not with clang 14).
+# The optional libtorch part: rspo's torch adapters are header-only (include/rspo/adapters/torch.hpp,
+# include/rspo/adapters/torch_sequence_policy.hpp), so libtorch is only needed to build their tests
+# (tests/torch), the example examples/torch_rspo and the compiled example of docs/integration.md.
+# Included by the top-level CMakeLists.txt after rspoCuda.cmake; sets the normal variables
+# RSPO_TORCH (the torch parts are built) and RSPO_TORCH_CUDA (libtorch has CUDA and nvcc was found:
+# the adapter's CUDA path is built too, its kernels in an nvcc-compiled bridge file; see
+# include/rspo/adapters/torch.hpp) to ON or OFF. RSPO_TORCH also needs libtorch's headers to
+# compile as C++20 with this compiler, which is tried once per build tree (libtorch 1.13's do with
+# g++ 12, not with clang 14).
 #
-#   -DRSPO_TORCH=AUTO (default)  build the adapter tests when libtorch is found
+#   -DRSPO_TORCH=AUTO (default)  build the torch parts when libtorch is found
 #   -DRSPO_TORCH=ON              require libtorch (configure fails without it)
 #   -DRSPO_TORCH=OFF             never (as does -DCMAKE_DISABLE_FIND_PACKAGE_Torch=ON)
 #
@@ -14,7 +16,7 @@
 # directories (Debian's libtorch-dev: /usr/lib/<triplet>/cmake/Torch), then the prefix that the
 # Python interpreter's torch reports (torch.utils.cmake_prefix_path: a pip or conda install).
 
-set(RSPO_TORCH AUTO CACHE STRING "Build rspo's libtorch adapter tests: AUTO (when libtorch is found), ON or OFF")
+set(RSPO_TORCH AUTO CACHE STRING "Build rspo's libtorch parts (adapter tests, examples/torch_rspo): AUTO (when libtorch is found), ON or OFF")
 set_property(CACHE RSPO_TORCH PROPERTY STRINGS AUTO ON OFF)
 
 string(TOUPPER "$CACHE{RSPO_TORCH}" _rspo_torch_request)
@@ -30,16 +32,16 @@ endif()
 set(RSPO_TORCH OFF)
 set(RSPO_TORCH_CUDA OFF)
 if(_rspo_torch_request STREQUAL "OFF")
-  message(STATUS "rspo: RSPO_TORCH=OFF: the torch adapter tests are not built")
-elseif(NOT RSPO_BUILD_TESTS)
+  message(STATUS "rspo: RSPO_TORCH=OFF: the torch parts are not built")
+elseif(NOT RSPO_BUILD_TESTS AND NOT RSPO_BUILD_EXAMPLES)
   if(_rspo_torch_request STREQUAL "ON")
-    message(STATUS "rspo: RSPO_TORCH=ON but RSPO_BUILD_TESTS is OFF: nothing torch to build")
+    message(STATUS "rspo: RSPO_TORCH=ON but RSPO_BUILD_TESTS and RSPO_BUILD_EXAMPLES are OFF: nothing torch to build")
   endif()
 elseif(CMAKE_DISABLE_FIND_PACKAGE_Torch)
   if(_rspo_torch_request STREQUAL "ON")
     message(FATAL_ERROR "rspo: RSPO_TORCH=ON contradicts CMAKE_DISABLE_FIND_PACKAGE_Torch=ON")
   endif()
-  message(STATUS "rspo: CMAKE_DISABLE_FIND_PACKAGE_Torch: the torch adapter tests are not built")
+  message(STATUS "rspo: CMAKE_DISABLE_FIND_PACKAGE_Torch: the torch parts are not built")
 else()
   find_package(Torch QUIET)
   if(NOT Torch_FOUND)
@@ -76,19 +78,19 @@ else()
                           "C++20 with ${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}")
     endif()
     message(STATUS "rspo: libtorch ${Torch_VERSION}'s headers do not compile as C++20 with "
-                   "${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}; the torch adapter tests are not built")
+                   "${CMAKE_CXX_COMPILER_ID} ${CMAKE_CXX_COMPILER_VERSION}; the torch parts are not built")
   elseif(Torch_FOUND AND TARGET torch)
     set(RSPO_TORCH ON)
     # A CUDA build of libtorch links c10_cuda (TorchConfig.cmake appends it to TORCH_LIBRARIES).
     if(RSPO_CUDA AND (TARGET torch_cuda OR TARGET c10_cuda OR TORCH_LIBRARIES MATCHES "c10_cuda"))
       set(RSPO_TORCH_CUDA ON)
     endif()
-    message(STATUS "rspo: torch adapter tests enabled (libtorch ${Torch_VERSION} from ${Torch_DIR}; "
+    message(STATUS "rspo: torch parts enabled (libtorch ${Torch_VERSION} from ${Torch_DIR}; "
                    "CUDA path: ${RSPO_TORCH_CUDA})")
   elseif(_rspo_torch_request STREQUAL "ON")
     message(FATAL_ERROR "rspo: RSPO_TORCH=ON but libtorch was not found (set Torch_DIR or "
                         "CMAKE_PREFIX_PATH to the directory holding TorchConfig.cmake)")
   else()
-    message(STATUS "rspo: libtorch not found; the torch adapter tests are not built")
+    message(STATUS "rspo: libtorch not found; the torch parts are not built")
   endif()
 endif()

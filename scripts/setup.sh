@@ -25,6 +25,7 @@ $SUDO apt-get update -qq
 packages=(build-essential ninja-build pkg-config
           libeigen3-dev libxtensor-dev xtl-dev libxsimd-dev
           libtorch-dev  # optional: the torch adapter and its tests (tests/torch)
+          libgloo-dev  # optional, with libtorch-dev: gloo headers for examples/torch_rspo (c10d::ProcessGroupGloo)
           libbenchmark-dev)
 $SUDO apt-get install -y -qq --no-install-recommends "${packages[@]}"
 

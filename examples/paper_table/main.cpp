@@ -22,6 +22,7 @@
 
 #include <rspo/rspo.hpp>
 
+#include "metric_table.hpp"
 #include "svg_plot.hpp"
 
 #include <algorithm>
@@ -51,8 +52,8 @@
 
 namespace {
 
+using namespace metric_table;  // the metrics, statistics, tables and CSV fields (examples/common)
 using policy = rspo::prompt_bigram_policy;
-constexpr double nan = std::numeric_limits<double>::quiet_NaN();
 
 // ------------------------------------------------------------------------------------------------
 // Command line
@@ -215,87 +216,18 @@ std::uint64_t derive_seed(std::size_t seed, stream which, std::size_t t = 0) {
 // Metrics of a policy, all against μ and measured by the TRUE judge (except the proxy win rate)
 // ------------------------------------------------------------------------------------------------
 
-enum metric_id : std::size_t {
-    lc_win_rate,      ///< % length-controlled win rate vs μ (the paper's headline number)
-    win_rate,         ///< % raw win rate vs μ
-    length,           ///< mean response length, content tokens + end token
-    self_bleu,        ///< over 16 samples per prompt; lower = more diverse
-    distinct_2,       ///< distinct bigrams / bigrams over the same samples; higher = more diverse
-    token_entropy,    ///< nats, mean next-token entropy along the policy's own samples
-    proxy_win_rate,   ///< % raw win rate vs μ judged by the SURROGATE judge
-    kl_to_reference,  ///< nats per response, Monte Carlo KL(π‖μ)
-    metric_count
-};
-
-struct metric_info {
-    const char* column;  ///< CSV column
-    const char* header;  ///< table header
-    int decimals;
-};
-
-constexpr std::array<metric_info, metric_count> metric_infos{{
-    {"lc_win_rate", "LC win %", 2},
-    {"win_rate", "win %", 2},
-    {"length", "length", 2},
-    {"self_bleu", "Self-BLEU", 3},
-    {"distinct_2", "distinct-2", 3},
-    {"token_entropy", "entropy", 3},
-    {"proxy_win_rate", "proxy win %", 2},
-    {"kl_to_reference", "KL(pi||mu)", 2},
-}};
-
-using metric_values = std::array<double, metric_count>;
-
-metric_values missing_metrics() {
-    metric_values v;
-    v.fill(nan);
-    return v;
-}
-
-/// Monte Carlo KL(π‖μ) = E_{y∼π}[log π(y) − log μ(y)], averaged over prompts (exactly 0 for π = μ).
-double kl_to_reference_estimate(const policy& pi, const policy& mu,
-                                std::span<const std::size_t> prompts, std::size_t samples,
-                                std::uint64_t seed) {
-    rspo::random_engine rng(seed);
-    double sum = 0.0;
-    for (const std::size_t x : prompts)
-        for (std::size_t k = 0; k < samples; ++k) {
-            const rspo::token_sequence y = pi.sample(x, rng);
-            sum += pi.log_prob(x, y) - mu.log_prob(x, y);
-        }
-    return sum / static_cast<double>(prompts.size() * samples);
-}
-
 /// Evaluates π against μ. The evaluation seed depends only on (seed, t), so every method at the
 /// same (seed, iteration) is evaluated with the same random stream. `is_reference`: π is μ itself,
 /// whose LC win rate is 50 by construction (AlpacaEval skips the fit for the baseline).
 metric_values evaluate(const settings& s, const rspo::toy_language_task& task, const policy& pi,
                        const policy& mu, std::span<const std::size_t> prompts, std::size_t seed,
                        std::size_t t, bool is_reference) {
-    namespace eval = rspo::eval;
-    const std::uint64_t base = derive_seed(seed, stream::evaluation, t);
-    const eval::lc_options lc{.model_is_baseline = is_reference};
-    // evaluate_sequences computes every metric on the same n samples; Self-BLEU must use the
-    // paper's n = 16 (it grows with n), while win rates need many more samples. Hence two calls.
-    const eval::sequence_evaluation judged = eval::evaluate_sequences(
-        pi, mu, task.true_judge(), prompts,
-        {.samples_per_prompt = s.win_rate_samples, .seed = base + 1, .length_control = lc});
-    const eval::sequence_evaluation diverse = eval::evaluate_sequences(
-        pi, mu, task.true_judge(), prompts,
-        {.samples_per_prompt = s.diversity_samples, .seed = base + 2, .length_control = lc});
-    const eval::sequence_evaluation proxy = eval::evaluate_sequences(
-        pi, mu, task.surrogate_judge(), prompts,
-        {.samples_per_prompt = s.proxy_samples, .seed = base + 3, .length_control = lc});
-    metric_values v;
-    v[lc_win_rate] = judged.lc_win_rate;
-    v[win_rate] = judged.win_rate;
-    v[length] = judged.mean_length;
-    v[self_bleu] = diverse.self_bleu;
-    v[distinct_2] = diverse.distinct_2;
-    v[token_entropy] = judged.token_entropy;  // a per-token mean: the larger sample is less noisy
-    v[proxy_win_rate] = proxy.win_rate;
-    v[kl_to_reference] = kl_to_reference_estimate(pi, mu, prompts, s.kl_samples, base + 4);
-    return v;
+    const evaluation_sizes sizes{.win_rate_samples = s.win_rate_samples,
+                                 .diversity_samples = s.diversity_samples,
+                                 .proxy_samples = s.proxy_samples,
+                                 .kl_samples = s.kl_samples};
+    return metric_table::evaluate(sizes, task, pi, mu, prompts,
+                                  derive_seed(seed, stream::evaluation, t), is_reference);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -629,31 +561,6 @@ experiment run_experiment(const settings& s, bool quiet) {
 // Statistics over seeds
 // ------------------------------------------------------------------------------------------------
 
-struct estimate {
-    double mean = nan;
-    double se = nan;  ///< sample std / √n; NaN for n < 2
-    std::size_t n = 0;
-};
-
-estimate mean_se(const std::vector<double>& values) {
-    estimate out;
-    double sum = 0.0;
-    for (const double v : values)
-        if (std::isfinite(v)) {
-            sum += v;
-            ++out.n;
-        }
-    if (out.n == 0) return out;
-    out.mean = sum / static_cast<double>(out.n);
-    if (out.n < 2) return out;
-    double squares = 0.0;
-    for (const double v : values)
-        if (std::isfinite(v)) squares += (v - out.mean) * (v - out.mean);
-    out.se =
-        std::sqrt(squares / static_cast<double>(out.n - 1)) / std::sqrt(static_cast<double>(out.n));
-    return out;
-}
-
 std::vector<double> across_seeds(const experiment& e, std::size_t r, std::size_t m, std::size_t t,
                                  metric_id k) {
     std::vector<double> v;
@@ -688,59 +595,6 @@ paired_difference compare(const experiment& e, std::size_t r, std::size_t a, std
 // ------------------------------------------------------------------------------------------------
 // Text output
 // ------------------------------------------------------------------------------------------------
-
-std::string fixed(double v, int decimals) {
-    if (!std::isfinite(v)) return "n/a";
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-    return buf;
-}
-
-std::string signed_fixed(double v, int decimals) {
-    if (!std::isfinite(v)) return "n/a";
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%+.*f", decimals, v);
-    return buf;
-}
-
-/// "mean +- se" (ASCII, so that the columns line up in any terminal).
-std::string pm(const estimate& x, int decimals) {
-    if (!std::isfinite(x.mean)) return "n/a";
-    if (!std::isfinite(x.se)) return fixed(x.mean, decimals);
-    return fixed(x.mean, decimals) + " +- " + fixed(x.se, decimals);
-}
-
-/// Prints rows in columns padded to their widest cell; the first `text_columns` columns are
-/// left-aligned, the rest right-aligned. A rule follows the header.
-void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
-                 std::size_t text_columns = 1) {
-    std::vector<std::size_t> width(rows.front().size(), 0);
-    for (const auto& row : rows)
-        for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-        std::string line;
-        for (std::size_t c = 0; c < rows[r].size(); ++c) {
-            const std::string& cell = rows[r][c];
-            const std::string pad(width[c] - cell.size(), ' ');
-            line += c ? "  " : "";
-            line += c < text_columns ? cell + pad : pad + cell;
-        }
-        while (!line.empty() && line.back() == ' ') line.pop_back();
-        out << "  " << line << '\n';
-        if (r == 0) {
-            std::size_t total = 0;
-            for (const auto w : width) total += w + 2;
-            out << "  " << std::string(total - 2, '-') << '\n';
-        }
-    }
-}
-
-/// A number as %g writes it.
-std::string g(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-}
 
 /// The settings, each with the reason it was chosen.
 void print_settings(std::ostream& out, const experiment& e) {
@@ -811,39 +665,30 @@ void print_settings(std::ostream& out, const experiment& e) {
         << " nats per response; the corpus distribution's own: " << pm(mean_se(floor), 3) << "\n";
 }
 
+std::vector<std::string> method_names(const experiment& e) {
+    std::vector<std::string> names;
+    for (const auto& m : e.methods) names.push_back(m.name);
+    return names;
+}
+
 /// The paper's table: LC win rate, raw win rate and length at the last iteration.
 void print_paper_table(std::ostream& out, const experiment& e, std::size_t r) {
     const std::size_t T = e.config.iterations;
     out << "\n"
         << e.regimes[r].title << ", evaluated by the true judge against mu: iteration " << T
         << " (the paper's table; length in tokens)\n";
-    std::vector<std::vector<std::string>> rows{{"method", "LC win rate %", "win rate %", "length"}};
-    rows.push_back({"mu (t = 0)", pm(summarize(e, r, 0, 0, lc_win_rate), 2),
-                    pm(summarize(e, r, 0, 0, win_rate), 2), pm(summarize(e, r, 0, 0, length), 2)});
-    for (std::size_t m = 0; m < e.methods.size(); ++m)
-        rows.push_back({e.methods[m].name, pm(summarize(e, r, m, T, lc_win_rate), 2),
-                        pm(summarize(e, r, m, T, win_rate), 2),
-                        pm(summarize(e, r, m, T, length), 2)});
-    print_table(out, rows);
+    metric_table::print_paper_table(out, method_names(e), T, [&](std::size_t m, std::size_t t, metric_id k) {
+        return summarize(e, r, m, t, k);
+    });
 }
 
 /// Rows: μ at t = 0, then every method at t = 1..T; columns: the given metrics.
 void print_iteration_table(std::ostream& out, const experiment& e, std::size_t r,
                            const std::string& title, const std::vector<metric_id>& columns) {
     out << "\n" << e.regimes[r].title << ": " << title << '\n';
-    std::vector<std::vector<std::string>> rows{{"method", "t"}};
-    for (const metric_id k : columns) rows[0].push_back(metric_infos[k].header);
-    const auto add = [&](const std::string& name, std::size_t m, std::size_t t) {
-        std::vector<std::string> row{name, std::to_string(t)};
-        for (const metric_id k : columns)
-            row.push_back(pm(summarize(e, r, m, t, k), metric_infos[k].decimals));
-        rows.push_back(std::move(row));
-    };
-    add("mu", 0, 0);
-    for (std::size_t m = 0; m < e.methods.size(); ++m)
-        for (std::size_t t = 1; t <= e.config.iterations; ++t)
-            add(t == 1 ? e.methods[m].name : "", m, t);
-    print_table(out, rows, 1);
+    metric_table::print_iteration_table(
+        out, method_names(e), e.config.iterations, columns,
+        [&](std::size_t m, std::size_t t, metric_id k) { return summarize(e, r, m, t, k); });
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1087,29 +932,6 @@ void print_claims(std::ostream& out, const experiment& e) {
 // ------------------------------------------------------------------------------------------------
 // CSV files
 // ------------------------------------------------------------------------------------------------
-
-std::string csv_number(double v) {
-    if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.10g", v);
-    return buf;
-}
-
-/// Quoted as RFC 4180 requires when a field holds a comma, quote or newline.
-std::string csv_field(const std::string& field) {
-    if (field.find_first_of(",\"\n\r") == std::string::npos) return field;
-    std::string out = "\"";
-    for (const char c : field) {
-        if (c == '"') out += '"';
-        out += c;
-    }
-    return out + '"';
-}
-
-void close_checked(std::ofstream& out, const std::filesystem::path& file) {
-    out.close();
-    if (!out) throw std::runtime_error("cannot write '" + file.string() + "'");
-}
 
 /// One row per regime × method × seed × iteration (t = 0 is μ), every metric, and the driver's
 /// training report (empty at t = 0).

@@ -2,7 +2,10 @@
 // gradients of the token functions against log_softmax + gather and kl_div(log_target = true)
 // evaluated in float64 from the same inputs; finite differences; bf16; strided inputs; typed errors;
 // the sample losses against the same formulas written with torch ops and differentiated by torch's
-// autograd; the oracle functions against the library's scalar versions.
+// autograd; the oracle functions against the library's scalar versions. Then the sequence policy
+// adapter (include/rspo/adapters/torch_sequence_policy.hpp): the concept, flat buffers that alias
+// the parameters and the gradients autograd accumulates into, log-probs and their gradients against
+// torch's, independent copies, sampling, a short run of the driver, and typed errors.
 
 // g++ 12 at -O3 can report a bogus -Wrestrict inside libstdc++'s string concatenation once the
 // error-message code of the headers is inlined here (GCC PR 105329); as in tests/kernels.cpp.
@@ -11,6 +14,9 @@
 #endif
 
 #include <rspo/adapters/torch.hpp>
+#include <rspo/adapters/torch_sequence_policy.hpp>
+#include <rspo/algorithms/iterative_self_play.hpp>
+#include <rspo/games/toy_language_task.hpp>
 #include <rspo/regularizers/chi_squared.hpp>
 #include <rspo/regularizers/composition.hpp>
 #include <rspo/regularizers/forward_kl.hpp>
@@ -20,13 +26,21 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/optim/sgd.h>
+#include <torch/utils.h>
 
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/generators/catch_generators.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <vector>
 
@@ -749,4 +763,329 @@ TEST_CASE("sequence sums over response positions, and their adjoint", "[torch][s
     CHECK_THROWS_AS(rt::sequence_sums(per_token, offsets, at::tensor(std::vector<std::int64_t>{3, 6, 2})),
                     rspo::index_error);  // past the end
     CHECK_THROWS_AS(rt::sequence_sums(per_token.to(at::kDouble), offsets, lengths), rt::tensor_error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rspo::adapters::torch::sequence_policy: a libtorch causal LM as a TrainableSequencePolicy
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+/// A small causal LM: embeddings, a running mean over the prefix (causal by construction), a
+/// tanh layer with a residual, a linear head. ids [B, L] -> logits [B, L, V].
+class tiny_lm_impl : public torch::nn::Cloneable<tiny_lm_impl> {
+public:
+    tiny_lm_impl(std::int64_t input_vocabulary, std::int64_t vocabulary, std::int64_t width)
+        : input_vocabulary_(input_vocabulary), vocabulary_(vocabulary), width_(width) {
+        reset();
+    }
+    void reset() override {
+        embed = register_module("embed", torch::nn::Embedding(input_vocabulary_, width_));
+        mix = register_module("mix", torch::nn::Linear(width_, width_));
+        head = register_module("head", torch::nn::Linear(width_, vocabulary_));
+    }
+    at::Tensor forward(const at::Tensor& ids) {
+        const at::Tensor e = embed(ids);
+        const at::Tensor count = at::arange(1, ids.size(1) + 1, e.options()).view({1, -1, 1});
+        return head(at::tanh(mix(e.cumsum(1) / count)) + e);
+    }
+    torch::nn::Embedding embed{nullptr};
+    torch::nn::Linear mix{nullptr}, head{nullptr};
+
+private:
+    std::int64_t input_vocabulary_, vocabulary_, width_;
+};
+TORCH_MODULE_IMPL(tiny_lm, tiny_lm_impl);
+
+using tiny_policy = rt::sequence_policy<tiny_lm>;
+
+/// Prompts 0..P−1 are input ids V..V+P−1; the model embeds V + P ids.
+tiny_policy make_tiny_policy(std::uint64_t seed, std::int64_t vocabulary = 6, std::int64_t prompts = 3,
+                             std::size_t max_length = 5, std::int64_t width = 8) {
+    ::torch::manual_seed(seed);
+    return tiny_policy(tiny_lm(vocabulary + prompts, vocabulary, width),
+                       {.vocabulary = static_cast<std::size_t>(vocabulary),
+                        .max_length = max_length,
+                        .input_vocabulary = static_cast<std::size_t>(vocabulary + prompts)},
+                       [vocabulary](std::size_t x) { return rspo::token_sequence{static_cast<rspo::token>(vocabulary) + static_cast<rspo::token>(x)}; });
+}
+
+/// log π(y | x) written with torch ops on the module: log_softmax (float64) of the logits rows of y.
+at::Tensor torch_log_prob(const tiny_lm& model, std::size_t x, const rspo::token_sequence& y,
+                          std::int64_t vocabulary, double temperature = 1.0) {
+    std::vector<std::int64_t> ids{vocabulary + static_cast<std::int64_t>(x)};
+    ids.insert(ids.end(), y.begin(), y.end() - 1);
+    const at::Tensor z = model.ptr()->forward(at::tensor(ids).view({1, -1}))[0];
+    const at::Tensor lp = at::log_softmax(z.to(at::kDouble) / temperature, 1);
+    const at::Tensor targets = at::tensor(std::vector<std::int64_t>(y.begin(), y.end()));
+    return lp.gather(1, targets.unsqueeze(1)).sum();
+}
+
+/// Every parameter's gradient from torch::autograd::grad (not accumulated anywhere), flattened in
+/// module->parameters() order.
+at::Tensor flat_autograd(const at::Tensor& scalar, const std::vector<at::Tensor>& params) {
+    const auto grads = ::torch::autograd::grad({scalar}, params, {}, false, false, true);
+    std::vector<at::Tensor> flat;
+    for (std::size_t i = 0; i < grads.size(); ++i)
+        flat.push_back(grads[i].defined() ? grads[i].reshape({-1}) : at::zeros({params[i].numel()}, params[i].options()));
+    return at::cat(flat).to(at::kDouble);
+}
+
+at::Tensor span_tensor(std::span<const float> s) {
+    return at::from_blob(const_cast<float*>(s.data()), {static_cast<std::int64_t>(s.size())}, at::kFloat)
+        .to(at::kDouble);
+}
+
+/// A module whose parameters are float64: the adapter must refuse it.
+class double_lm_impl : public torch::nn::Cloneable<double_lm_impl> {
+public:
+    double_lm_impl() { reset(); }
+    void reset() override { w = register_parameter("w", at::zeros({4, 4}, at::kDouble)); }
+    at::Tensor forward(const at::Tensor& ids) { return w.index_select(0, ids.view({-1})).unsqueeze(0); }
+    at::Tensor w;
+};
+TORCH_MODULE_IMPL(double_lm, double_lm_impl);
+
+}  // namespace
+
+TEST_CASE("sequence_policy models TrainableSequencePolicy, and the module concept rejects non-modules", "[torch][sequence_policy]") {
+    STATIC_REQUIRE(rspo::TrainableSequencePolicy<tiny_policy>);
+    STATIC_REQUIRE(rspo::TrainableSequencePolicy<rt::sequence_policy<tiny_lm, rspo::token_sequence>>);
+    STATIC_REQUIRE(rt::CausalLanguageModel<tiny_lm>);
+    STATIC_REQUIRE_FALSE(rt::CausalLanguageModel<int>);
+    STATIC_REQUIRE_FALSE(rt::CausalLanguageModel<std::shared_ptr<tiny_lm_impl>>);  // a holder is required
+}
+
+TEST_CASE("the flat buffers alias the module's parameters and gradients", "[torch][sequence_policy]") {
+    tiny_policy pi = make_tiny_policy(1);
+    const std::vector<at::Tensor> params = pi.module()->parameters();
+    std::int64_t total = 0;
+    const float* base = pi.parameters().data();
+    const float* grad_base = pi.gradient().data();
+    for (const at::Tensor& p : params) {
+        // Each parameter is the next window of the flat buffer, and so is its .grad.
+        CHECK(p.data_ptr<float>() == base + total);
+        REQUIRE(p.grad().defined());
+        CHECK(p.grad().data_ptr<float>() == grad_base + total);
+        CHECK(p.is_contiguous());
+        total += p.numel();
+    }
+    CHECK(static_cast<std::size_t>(total) == pi.parameters().size());
+    CHECK(pi.parameter_count() == pi.parameters().size());
+    CHECK(pi.gradient().size() == pi.parameters().size());
+    CHECK(pi.flat_parameters().data_ptr<float>() == base);
+
+    // Writing through the span changes the module; torch's in-place ops change the span.
+    const at::Tensor head_bias = pi.module()->head->bias;
+    const std::size_t offset = static_cast<std::size_t>(head_bias.data_ptr<float>() - base);
+    pi.parameters()[offset] = 1.5f;
+    CHECK(head_bias[0].item<float>() == 1.5f);
+    {
+        const at::NoGradGuard no_grad;
+        head_bias.add_(1.0);
+    }
+    CHECK(pi.parameters()[offset] == 2.5f);
+}
+
+TEST_CASE("autograd accumulates into the flat gradient in place", "[torch][sequence_policy]") {
+    tiny_policy pi = make_tiny_policy(2);
+    const std::vector<at::Tensor> params = pi.module()->parameters();
+    const at::Tensor ids = at::tensor(std::vector<std::int64_t>{6, 1, 2, 3}).view({1, -1});
+    const at::Tensor once = flat_autograd(pi.module()->forward(ids).pow(2).sum(), params);
+    std::vector<const void*> pointers;
+    for (const at::Tensor& p : params) pointers.push_back(p.grad().data_ptr());
+
+    SECTION("backward() of a loss built from the module") {
+        pi.zero_gradient();
+        pi.module()->forward(ids).pow(2).sum().backward();
+        pi.module()->forward(ids).pow(2).sum().backward();
+        for (std::size_t i = 0; i < params.size(); ++i) CHECK(params[i].grad().data_ptr() == pointers[i]);
+        CHECK(max_relative_error(span_tensor(pi.gradient()), 2.0 * once) <= 1e-6);
+    }
+    SECTION("accumulate_gradient: Σ dlogits · ∂z/∂θ") {
+        const rspo::token_sequence y{1, 2, 3, 0};  // context 6, then y: the logits rows of ids above
+        at::Tensor z;
+        {
+            const at::NoGradGuard no_grad;
+            z = pi.module()->forward(at::tensor(std::vector<std::int64_t>{6, 1, 2, 3}).view({1, -1}))[0];
+        }
+        const at::Tensor dz = (2.0 * z).contiguous();  // ∂(Σz²)/∂z
+        pi.zero_gradient();
+        pi.accumulate_gradient(0, y, std::span<const float>(dz.data_ptr<float>(), static_cast<std::size_t>(dz.numel())));
+        pi.accumulate_gradient(0, y, std::span<const float>(dz.data_ptr<float>(), static_cast<std::size_t>(dz.numel())));
+        for (std::size_t i = 0; i < params.size(); ++i) CHECK(params[i].grad().data_ptr() == pointers[i]);
+        CHECK(max_relative_error(span_tensor(pi.gradient()), 2.0 * once) <= 1e-6);
+    }
+    SECTION("zero_grad(set_to_none) and torch optimizers keep the flat gradient in use") {
+        pi.module()->forward(ids).pow(2).sum().backward();
+        pi.module()->zero_grad(/*set_to_none=*/false);
+        CHECK(span_tensor(pi.gradient()).abs().max().item<double>() == 0.0);
+        pi.module()->zero_grad(/*set_to_none=*/true);  // .grad undefined: the next call re-attaches it
+        pi.module()->forward(ids).pow(2).sum().backward();
+        CHECK(max_relative_error(span_tensor(pi.gradient()), once) <= 1e-6);
+        for (std::size_t i = 0; i < params.size(); ++i) CHECK(params[i].grad().data_ptr() == pointers[i]);
+        // SGD through torch steps the flat buffer: θ ← θ − lr·g.
+        const at::Tensor before = span_tensor(pi.parameters());
+        ::torch::optim::SGD sgd(params, ::torch::optim::SGDOptions(0.5));
+        sgd.step();
+        CHECK(max_abs(span_tensor(pi.parameters()) - (before - 0.5 * once)) <= 1e-6);
+        sgd.zero_grad();
+        CHECK(span_tensor(pi.gradient()).abs().max().item<double>() == 0.0);
+    }
+}
+
+TEST_CASE("log_prob is the model's log-softmax summed over the response, and logits are causal", "[torch][sequence_policy]") {
+    const tiny_policy pi = make_tiny_policy(3);
+    const std::vector<rspo::token_sequence> responses{{0}, {4, 0}, {1, 2, 3, 4, 5}, {5, 5, 0}};
+    for (const double temperature : {1.0, 0.7})
+        for (std::size_t x = 0; x < 3; ++x)
+            for (const auto& y : responses) {
+                CAPTURE(temperature, x, y);
+                const double expected = torch_log_prob(pi.module(), x, y, 6, temperature).item<double>();
+                CHECK(std::abs(pi.log_prob(x, y, temperature) - expected) <= 1e-5 * (1.0 + std::abs(expected)));
+                CHECK(pi.log_prob(x, y, temperature) == rspo::sequence_log_prob(pi, x, y, temperature));
+            }
+    CHECK(pi.log_prob(0, {1, 2}) == -std::numeric_limits<double>::infinity());  // neither ended nor cut
+    CHECK(pi.log_prob(0, {0, 1}) == -std::numeric_limits<double>::infinity());  // the end token inside
+
+    // Requirement 3 of SequencePolicy: a prefix's rows are a prefix of the rows.
+    const rspo::token_sequence y{3, 1, 4, 1, 5};
+    std::vector<float> full(5 * 6), prefix(3 * 6);
+    pi.response_logits(1, y, full);
+    pi.response_logits(1, {3, 1, 4}, prefix);
+    for (std::size_t i = 0; i < prefix.size(); ++i) CHECK(prefix[i] == full[i]);
+    std::vector<float> none;
+    pi.response_logits(1, {}, none);  // an empty response has no rows
+}
+
+TEST_CASE("the gradient of sequence log-probs equals torch autograd of the same sum", "[torch][sequence_policy]") {
+    tiny_policy pi = make_tiny_policy(4);
+    const std::vector<std::size_t> prompts{0, 2, 1, 2};
+    const std::vector<rspo::token_sequence> responses{{1, 2, 0}, {5, 0}, {3, 3, 3, 3, 3}, {0}};
+    const std::vector<double> weights{0.7, -1.3, 0.25, 2.0};
+    pi.zero_gradient();
+    const std::vector<double> lp = rspo::accumulate_log_prob_gradient(
+        pi, std::span<const std::size_t>(prompts), std::span<const rspo::token_sequence>(responses), weights);
+    at::Tensor total = at::zeros({}, at::kDouble);
+    for (std::size_t b = 0; b < responses.size(); ++b) {
+        const at::Tensor l = torch_log_prob(pi.module(), prompts[b], responses[b], 6);
+        CHECK(std::abs(lp[b] - l.item<double>()) <= 1e-5 * (1.0 + std::abs(lp[b])));
+        total = total + weights[b] * l;
+    }
+    const at::Tensor expected = flat_autograd(total, pi.module()->parameters());
+    // fp32 kernels and fp32 backward against a float64 softmax of the same fp32 logits.
+    CHECK(max_abs(span_tensor(pi.gradient()) - expected) <= 1e-5 * (1.0 + max_abs(expected)));
+}
+
+TEST_CASE("copies are deep and independent, gradients included", "[torch][sequence_policy]") {
+    tiny_policy pi = make_tiny_policy(5);
+    pi.gradient()[3] = 0.5f;
+    const tiny_policy copy = pi;
+    REQUIRE(copy.parameters().size() == pi.parameters().size());
+    CHECK(copy.parameters().data() != pi.parameters().data());
+    CHECK(std::equal(copy.parameters().begin(), copy.parameters().end(), pi.parameters().begin()));
+    CHECK(copy.gradient()[3] == 0.5f);
+    CHECK(copy.module().ptr() != pi.module().ptr());
+    // The copy's module reads the copy's buffer.
+    CHECK(copy.module()->parameters().front().data_ptr<float>() == copy.parameters().data());
+    const rspo::token_sequence y{2, 0};
+    const double before = copy.log_prob(1, y);
+    CHECK(before == pi.log_prob(1, y));
+
+    for (float& p : pi.parameters()) p += 0.25f;  // changing the original leaves the copy as it was
+    CHECK(copy.log_prob(1, y) == before);
+    CHECK(pi.log_prob(1, y) != before);
+
+    tiny_policy assigned = make_tiny_policy(6);
+    assigned = copy;
+    CHECK(assigned.parameters().data() != copy.parameters().data());
+    CHECK(assigned.log_prob(1, y) == before);
+    tiny_policy moved = std::move(assigned);
+    CHECK(moved.log_prob(1, y) == before);
+}
+
+TEST_CASE("sampling depends on the engine alone and draws responses with their probabilities", "[torch][sequence_policy]") {
+    // V = 3, at most 2 tokens: 7 complete responses, few enough to enumerate.
+    const tiny_policy pi = make_tiny_policy(7, 3, 2, 2, 4);
+    std::vector<rspo::token_sequence> all{{0}};
+    for (rspo::token a = 1; a < 3; ++a)
+        for (rspo::token b = 0; b < 3; ++b) all.push_back({a, b});
+    double total = 0.0;
+    for (const auto& y : all) total += std::exp(pi.log_prob(1, y));
+    CHECK(std::abs(total - 1.0) <= 1e-5);
+
+    rspo::random_engine a(11), b(11);
+    const std::size_t draws = 4000;
+    std::vector<double> count(all.size(), 0.0);
+    for (std::size_t i = 0; i < draws; ++i) {
+        const rspo::token_sequence y = pi.sample(1, a);
+        REQUIRE(y == pi.sample(1, b));
+        const auto it = std::find(all.begin(), all.end(), y);
+        REQUIRE(it != all.end());
+        count[static_cast<std::size_t>(it - all.begin())] += 1.0;
+    }
+    for (std::size_t k = 0; k < all.size(); ++k) {
+        const double p = std::exp(pi.log_prob(1, all[k]));
+        const double se = std::sqrt(p * (1.0 - p) / static_cast<double>(draws));
+        CAPTURE(k, p, count[k]);
+        CHECK(std::abs(count[k] / static_cast<double>(draws) - p) <= 4.0 * se + 1e-3);
+    }
+}
+
+TEST_CASE("a short self-play run through the library's driver lowers its loss", "[torch][sequence_policy]") {
+    const rspo::toy_language_task task({.prompts = 3, .vocabulary = 6, .max_length = 5, .relevant_tokens = 2,
+                                        .surrogate_shared = 1});
+    const tiny_policy mu = make_tiny_policy(8, 6, 3, 5, 8);
+    tiny_policy pi = mu;
+    rspo::adam optimizer({.learning_rate = 1e-2});
+    const std::vector<std::size_t> prompts{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2};
+    const rspo::iterative_result result = rspo::iterative_self_play(
+        pi, mu, task.true_judge(), std::span<const std::size_t>(prompts),
+        rspo::make_rspo(rspo::reverse_kl{}, {.eta = 5.0, .tau = 0.1}), optimizer,
+        rspo::iterative_options{.iterations = 1, .epochs = 3, .prompts_per_step = 4, .seed = 3});
+    REQUIRE(result.status == rspo::iterative_status::completed);
+    const rspo::iteration_report& r = result.iterations.front();
+    CAPTURE(r.first_epoch_loss, r.last_epoch_loss);
+    CHECK(r.last_epoch_loss < r.first_epoch_loss);
+    CHECK(max_abs(span_tensor(pi.parameters()) - span_tensor(mu.parameters())) > 0.0);  // μ untouched, π moved
+}
+
+TEST_CASE("sequence_policy rejects bad arguments with typed errors", "[torch][sequence_policy][errors]") {
+    tiny_policy pi = make_tiny_policy(9);
+    std::vector<float> out(2 * 6);
+    CHECK_THROWS_AS(pi.response_logits(0, {1, 6}, out), rspo::index_error);        // token 6 of V = 6
+    CHECK_THROWS_AS(pi.response_logits(0, {1, 2, 3}, out), rspo::shape_error);     // out too small
+    CHECK_THROWS_AS(pi.response_logits(0, {1, 1, 1, 1, 1, 1}, out), rspo::shape_error);  // > max_length
+    const std::vector<float> dz(2 * 6, 0.0f);
+    CHECK_THROWS_AS(pi.accumulate_gradient(0, {1, 0}, std::span<const float>(dz).first(6)), rspo::shape_error);
+    std::vector<float> bad(2 * 6, 0.0f);
+    bad[7] = std::numeric_limits<float>::quiet_NaN();
+    CHECK_THROWS_AS(pi.accumulate_gradient(0, {1, 0}, bad), rspo::domain_error);
+    rspo::random_engine rng(0);
+    CHECK_THROWS_AS(pi.sample(0, rng, 0.0), rspo::domain_error);
+    CHECK_THROWS_WITH(pi.response_logits(3, {1, 0}, out),  // prompt 3 encodes as id 9 of 9
+                      Catch::Matchers::ContainsSubstring("encode_prompt(x)[0] = 9 is outside [0, 9)"));
+
+    const auto encode = [](std::size_t) { return rspo::token_sequence{6}; };
+    CHECK_THROWS_AS(tiny_policy(tiny_lm(9, 6, 4), {.vocabulary = 1, .max_length = 5}, encode), rspo::domain_error);
+    CHECK_THROWS_AS(tiny_policy(tiny_lm(9, 6, 4), {.vocabulary = 6, .max_length = 0}, encode), rspo::domain_error);
+    CHECK_THROWS_AS(tiny_policy(tiny_lm(9, 6, 4), {.vocabulary = 6, .max_length = 5, .end_token = 6}, encode),
+                    rspo::index_error);
+    CHECK_THROWS_AS(tiny_policy(tiny_lm(9, 6, 4), {.vocabulary = 6, .max_length = 5}, nullptr), rspo::domain_error);
+    CHECK_THROWS_AS(tiny_policy(tiny_lm(nullptr), {.vocabulary = 6, .max_length = 5}, encode), rt::tensor_error);
+    CHECK_THROWS_AS(rt::sequence_policy<double_lm>(double_lm(), {.vocabulary = 4, .max_length = 2},
+                                                   [](std::size_t) { return rspo::token_sequence{0}; }),
+                    rt::tensor_error);
+
+    // The module's output must have options.vocabulary columns.
+    const tiny_policy wide(tiny_lm(9, 6, 4), {.vocabulary = 5, .max_length = 5, .input_vocabulary = 9}, encode);
+    std::vector<float> five(5);
+    CHECK_THROWS_WITH(wide.response_logits(0, {1}, five), Catch::Matchers::ContainsSubstring("it must return [1, 1, 5]"));
+    CHECK_THROWS_AS(wide.response_logits(0, {1}, five), rspo::shape_error);
+    const tiny_policy empty_context(tiny_lm(9, 6, 4), {.vocabulary = 6, .max_length = 5},
+                                    [](std::size_t) { return rspo::token_sequence{}; });
+    CHECK_THROWS_AS(empty_context.log_prob(0, {0}), rspo::domain_error);
+    const tiny_policy long_context(tiny_lm(9, 6, 4), {.vocabulary = 6, .max_length = 5, .input_vocabulary = 9, .max_positions = 5},
+                                   [](std::size_t) { return rspo::token_sequence{6, 7}; });
+    CHECK_THROWS_AS(long_context.log_prob(0, {0}), rspo::shape_error);
 }

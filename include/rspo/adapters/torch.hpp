@@ -77,7 +77,13 @@
 #include <rspo/core/error.hpp>
 #include <rspo/kernels/types.hpp>
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 // ---------------------------------------------------------------------------------------------
 // The CUDA bridge: plain C++ declarations between the adapter (a host compiler, libtorch) and the
@@ -398,6 +404,24 @@ inline kernels::kernel_options kernel_options_of(const token_call& call, const t
     return k;
 }
 
+/// For a fresh CPU buffer of many megabytes that is about to be written in full (the gradient of
+/// the logits, which autograd allocates anew every step): asks Linux for transparent huge pages, so
+/// that first touching it faults once per 2 MiB instead of once per 4 KiB. Page faults otherwise
+/// cost several times the kernel's own time (docs/performance.md, "libtorch adapter"). A hint:
+/// nothing changes where huge pages are off or unavailable.
+inline void advise_huge_pages(void* data, std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    constexpr std::uintptr_t huge = std::uintptr_t{1} << 21;
+    if (bytes < 4 * huge) return;
+    const auto first = reinterpret_cast<std::uintptr_t>(data);
+    const std::uintptr_t begin = (first + huge - 1) & ~(huge - 1), end = (first + bytes) & ~(huge - 1);
+    if (end > begin) static_cast<void>(::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE));
+#else
+    static_cast<void>(data);
+    static_cast<void>(bytes);
+#endif
+}
+
 #if defined(RSPO_TORCH_CUDA)
 /// The CUDA kernels' status as the CPU backends' typed exception.
 inline void throw_if_failed(const cuda_bridge::status& s) {
@@ -540,6 +564,7 @@ struct token_function : ::torch::autograd::Function<token_function> {
         const kernels::token_grads views{detail::const_floats(g[0]), detail::const_floats(g[1]),
                                          detail::const_floats(g[2])};
         at::Tensor dlogits = at::empty({logits.size(0), logits.size(1)}, logits.options());
+        if (dlogits.device().is_cpu()) detail::advise_huge_pages(dlogits.data_ptr(), dlogits.nbytes());
         if (logits.scalar_type() == at::kFloat)
             detail::run_backward<float>(call, options, logits, ref, views, dlogits);
         else
