@@ -22,13 +22,13 @@
 
 #include <rspo/rspo.hpp>
 
+#include "command_line.hpp"
 #include "metric_table.hpp"
 #include "svg_plot.hpp"
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -79,61 +79,33 @@ struct options {
     bool quiet = false;
 };
 
-/// A bad command line: main prints it with the usage and exits with code 2.
-struct usage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-std::size_t parse_count(const std::string& flag, const std::string& text, std::size_t lo,
-                        std::size_t hi) {
-    std::size_t value = 0;
-    const char* const last = text.data() + text.size();
-    const auto [end, error] = std::from_chars(text.data(), last, value);
-    if (text.empty() || error != std::errc{} || end != last || value < lo || value > hi)
-        throw usage_error(flag + " expects an integer in [" + std::to_string(lo) + ", " +
-                          std::to_string(hi) + "], got '" + text + "'");
-    return value;
-}
+using command_line::usage_error;
 
 /// Accepts "--flag value" and "--flag=value". Returns nullopt after printing --help.
 std::optional<options> parse_command_line(int argc, char** argv) {
     options opt;
-    for (int i = 1; i < argc; ++i) {
-        std::string flag = argv[i];
-        std::optional<std::string> value;
-        if (const auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-            value = flag.substr(eq + 1);
-            flag.resize(eq);
-        }
-        const auto take_value = [&]() -> std::string {
-            if (value) return *value;
-            if (i + 1 >= argc) throw usage_error(flag + " needs a value");
-            return argv[++i];
-        };
-        const auto no_value = [&] {
-            if (value) throw usage_error(flag + " takes no value");
-        };
+    command_line::reader args(argc, argv);
+    while (args.next()) {
+        const std::string& flag = args.flag();
         if (flag == "--help" || flag == "-h") {
             std::cout << usage_text;
             return std::nullopt;
         } else if (flag == "--quiet") {
-            no_value();
+            args.no_value();
             opt.quiet = true;
         } else if (flag == "--quick") {
-            no_value();
+            args.no_value();
             opt.quick = true;
         } else if (flag == "--seeds") {
-            opt.seeds = parse_count(flag, take_value(), 1, 100);
+            opt.seeds = args.count(1, 100);
         } else if (flag == "--iterations") {
-            opt.iterations = parse_count(flag, take_value(), 1, 20);
+            opt.iterations = args.count(1, 20);
         } else if (flag == "--threads") {
-            opt.threads = static_cast<unsigned>(parse_count(flag, take_value(), 1, 256));
+            opt.threads = static_cast<unsigned>(args.count(1, 256));
         } else if (flag == "--out") {
-            const std::string dir = take_value();
-            if (dir.empty()) throw usage_error("--out needs a non-empty directory name");
-            opt.out = dir;
+            opt.out = args.non_empty();
         } else {
-            throw usage_error("unknown argument '" + std::string(argv[i]) + "'");
+            args.unknown();
         }
     }
     return opt;

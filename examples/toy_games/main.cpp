@@ -17,13 +17,12 @@
 
 #include <rspo/rspo.hpp>
 
+#include "command_line.hpp"
 #include "svg_plot.hpp"
 
 #include <Eigen/Core>
 
 #include <algorithm>
-#include <cerrno>
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -61,65 +60,31 @@ struct options {
     bool quiet = false;
 };
 
-/// A bad command line: main prints it with the usage and exits with code 2.
-struct usage_error : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
-double parse_positive(const std::string& flag, const std::string& text) {
-    errno = 0;
-    char* end = nullptr;
-    const double value = std::strtod(text.c_str(), &end);
-    const bool whole = !text.empty() && text.front() != ' ' && end == text.c_str() + text.size();
-    if (!whole || errno == ERANGE || !std::isfinite(value) || !(value > 0.0))
-        throw usage_error(flag + " expects a positive finite number, got '" + text + "'");
-    return value;
-}
-
-std::size_t parse_steps(const std::string& flag, const std::string& text) {
-    constexpr std::size_t max_steps = 100000;  // every iterate is kept in memory
-    std::size_t value = 0;
-    const char* const last = text.data() + text.size();
-    const auto [end, error] = std::from_chars(text.data(), last, value);
-    if (text.empty() || error != std::errc{} || end != last || value == 0 || value > max_steps)
-        throw usage_error(flag + " expects an integer in [1, " + std::to_string(max_steps) +
-                          "], got '" + text + "'");
-    return value;
-}
+using command_line::usage_error;
 
 /// Accepts "--flag value" and "--flag=value". Returns nullopt after printing --help.
 std::optional<options> parse_command_line(int argc, char** argv) {
+    constexpr std::size_t max_steps = 100000;  // every iterate is kept in memory
     options opt;
-    for (int i = 1; i < argc; ++i) {
-        std::string flag = argv[i];
-        std::optional<std::string> value;
-        if (const auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-            value = flag.substr(eq + 1);
-            flag.resize(eq);
-        }
-        const auto take_value = [&]() -> std::string {
-            if (value) return *value;
-            if (i + 1 >= argc) throw usage_error(flag + " needs a value");
-            return argv[++i];
-        };
+    command_line::reader args(argc, argv);
+    while (args.next()) {
+        const std::string& flag = args.flag();
         if (flag == "--help" || flag == "-h") {
             std::cout << usage_text;
             return std::nullopt;
         } else if (flag == "--quiet") {
-            if (value) throw usage_error("--quiet takes no value");
+            args.no_value();
             opt.quiet = true;
         } else if (flag == "--steps") {
-            opt.steps = parse_steps(flag, take_value());
+            opt.steps = args.count(1, max_steps);
         } else if (flag == "--tau") {
-            opt.tau = parse_positive(flag, take_value());
+            opt.tau = args.positive();
         } else if (flag == "--eta") {
-            opt.eta = parse_positive(flag, take_value());
+            opt.eta = args.positive();
         } else if (flag == "--out") {
-            const std::string dir = take_value();
-            if (dir.empty()) throw usage_error("--out needs a non-empty directory name");
-            opt.out = dir;
+            opt.out = args.non_empty();
         } else {
-            throw usage_error("unknown argument '" + std::string(argv[i]) + "'");
+            args.unknown();
         }
     }
     return opt;
