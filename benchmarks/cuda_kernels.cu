@@ -55,6 +55,8 @@
 #include <rspo/kernels/reference/token_reductions.hpp>
 #include <rspo/kernels/types.hpp>
 
+#include "support/common.hpp"
+
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -64,7 +66,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <map>
 #include <memory>
 #include <ostream>
 #include <set>
@@ -88,60 +89,22 @@ void cuda_check(cudaError_t e, const char* what) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cases
+// Cases (the shape, op and dtype types are bench_kernels' too: support/common.hpp)
 // ---------------------------------------------------------------------------------------------
-struct shape {
-    std::size_t rows;
-    std::size_t cols;
-    [[nodiscard]] std::size_t size() const { return rows * cols; }
-    [[nodiscard]] std::string str() const { return std::to_string(rows) + "x" + std::to_string(cols); }
-    friend bool operator==(shape, shape) = default;
-};
+using namespace rspo_bench;  // shape, op_spec, ops, dtype_name, bytes_moved, cell, minimum, run_failed
 
 constexpr shape target_shape{8192, 128256};
 constexpr shape shapes[] = {target_shape, {2048, 32000}, {512, 128256}};
 /// The guard's shapes: more than 8192 columns, so the timed shapes' path (a block per row).
 constexpr shape guard_shapes[] = {{8, 128256}, {32, 32000}};
 
-struct op_spec {
-    const char* name;
-    bool logprob;
-    bool reverse_kl;
-    bool forward_kl;
-    bool backward;
-    [[nodiscard]] bool kl() const { return reverse_kl || forward_kl; }
-    [[nodiscard]] std::size_t inputs() const { return kl() ? 2 : 1; }
-};
-
-constexpr op_spec ops[] = {
-    {"logprob_fwd", true, false, false, false},
-    {"logprob_fwd_bwd", true, false, false, true},
-    {"kl_fwd", false, true, true, false},
-    {"reverse_kl_fwd_bwd", false, true, false, true},
-    {"forward_kl_fwd_bwd", false, false, true, true},
-    {"fused_fwd", true, true, true, false},
-    {"fused_fwd_bwd", true, true, true, true},
-};
-
-template <logit_type T>
-constexpr const char* dtype_name() {
-    return std::is_same_v<T, float> ? "f32" : "bf16";
-}
-
-std::string op_name(const op_spec& op, const char* dtype, shape s) {
-    return std::string("rspo/") + op.name + "/" + dtype + "/" + s.str();
-}
+std::string op_name(const op_spec& op, const char* dtype, shape s) { return rspo_bench::op_name("rspo", op, dtype, s); }
 
 std::string read_name(std::size_t inputs, bool stream, const char* dtype, shape s) {
     return "floor/read_r" + std::to_string(inputs) + (stream ? "_cs" : "") + "/" + dtype + "/" + s.str();
 }
 
 std::string memcpy_name(const char* dtype, shape s) { return std::string("floor/memcpy_d2d/") + dtype + "/" + s.str(); }
-
-/// Bytes an op must move: each input matrix read once, the gradient written once.
-std::size_t bytes_moved(std::size_t inputs, bool write, std::size_t element_size, shape s) {
-    return (inputs + (write ? 1 : 0)) * s.size() * element_size;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Device memory
@@ -524,15 +487,6 @@ bool guard() {
 // ---------------------------------------------------------------------------------------------
 // Benchmarks
 // ---------------------------------------------------------------------------------------------
-/// The run-time status of a skipped run changed name in Google Benchmark 1.8 (error_occurred → skipped).
-template <class Run>
-bool run_failed(const Run& run) {
-    if constexpr (requires { run.error_occurred; })
-        return run.error_occurred;
-    else
-        return static_cast<bool>(run.skipped);
-}
-
 void recover_stream() {
     (void)cudaStreamSynchronize(gpu->stream);  // let the failed case finish before the next one
     (void)cudaGetLastError();
@@ -673,8 +627,6 @@ struct table_row {
 
 std::vector<table_row> table_rows;
 
-double minimum(const std::vector<double>& v) { return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end()); }
-
 /// Milliseconds of device time (events); with repetitions the fastest one is reported too ("min").
 void configure(benchmark::internal::Benchmark* b) {
     b->Unit(benchmark::kMillisecond)->UseManualTime();
@@ -705,41 +657,11 @@ void register_all() {
 // ---------------------------------------------------------------------------------------------
 // The table: the console output, then every op against the floors and the peak.
 // ---------------------------------------------------------------------------------------------
-class table_reporter : public benchmark::ConsoleReporter {
+class device_table_reporter : public rspo_bench::table_reporter {
 public:
-    /// `statistic`: the aggregate the table uses when the benchmarks are repeated.
-    table_reporter(OutputOptions options, std::string statistic)
-        : ConsoleReporter(options), statistic_(std::move(statistic)) {}
-
-    void ReportRuns(const std::vector<Run>& runs) override {
-        ConsoleReporter::ReportRuns(runs);
-        for (const Run& run : runs) {
-            if (run_failed(run)) continue;
-            const bool aggregate = run.run_type == Run::RT_Aggregate;
-            if (aggregate && run.aggregate_name != statistic_) continue;
-            const std::string& name = run.run_name.function_name;
-            // The aggregate replaces the single runs it summarises (which arrive first, if shown).
-            if (aggregate || !aggregated_.contains(name))
-                ms_[name] = run.GetAdjustedRealTime() * 1e3 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            if (aggregate) aggregated_.insert(name);
-        }
-    }
-
-    void Finalize() override {
-        print_table(GetOutputStream());
-        ConsoleReporter::Finalize();
-    }
+    using table_reporter::table_reporter;
 
 private:
-    std::string statistic_;
-    std::map<std::string, double> ms_;
-    std::set<std::string> aggregated_;
-
-    [[nodiscard]] double find(const std::string& name) const {
-        const auto it = ms_.find(name);
-        return it == ms_.end() ? std::nan("") : it->second;
-    }
-
     [[nodiscard]] static double gbs(std::size_t bytes, double ms) { return static_cast<double>(bytes) / (ms * 1e-3) / 1e9; }
 
     /// GB/s of the faster of the plain- and streaming-load read floors.
@@ -754,16 +676,10 @@ private:
         return gbs(bytes_moved(1, true, row.element_size, row.s), find(memcpy_name(row.dtype, row.s)));
     }
 
-    void print_table(std::ostream& out) const {
+    void print_table(std::ostream& out) const override {
         const device_info& info = gpu->info;
         char line[512];
-        const auto cell = [](double x, const char* format) {
-            char buf[32];
-            if (std::isnan(x)) return std::string("-");
-            std::snprintf(buf, sizeof buf, format, x);
-            return std::string(buf);
-        };
-        out << "\nrspo CUDA kernels on " << info.name << " (device time; the " << statistic_
+        out << "\nrspo CUDA kernels on " << info.name << " (device time; the " << times().statistic()
             << " of the repetitions when repeated).\n"
                "GB/s: bytes the op must move (inputs read once, gradient written once) / time.\n"
                "% read: of the read floor over the same inputs (the faster of plain and streaming loads);\n"
@@ -826,21 +742,8 @@ private:
 
 int main(int argc, char** argv) {
     // As in bench_kernels: the table goes with the console format, and --ratio_statistic=<median|min|
-    // mean> (ours, taken out before Google Benchmark parses the rest) picks the aggregate it uses.
-    bool console = true;
-    std::string statistic = "median";
-    int kept = 1;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg.starts_with("--ratio_statistic=")) {
-            statistic = arg.substr(arg.find('=') + 1);
-            continue;
-        }
-        if (arg.starts_with("--benchmark_format=") && arg != "--benchmark_format=console") console = false;
-        argv[kept++] = argv[i];
-    }
-    argc = kept;
-    argv[argc] = nullptr;
+    // mean> picks the aggregate it uses when repeated.
+    const rspo_bench::table_flags flags = rspo_bench::take_table_flags(argc, argv);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
 
@@ -873,12 +776,7 @@ int main(int argc, char** argv) {
                                                          : std::to_string(gpu->info.peak_gbs));
             benchmark::AddCustomContext("peak_source", gpu->info.peak_note);
             benchmark::AddCustomContext("timing", "cudaEvents around one call, L2 flushed, host launch hidden");
-            if (console) {
-                table_reporter reporter(benchmark::ConsoleReporter::OO_Tabular, statistic);
-                benchmark::RunSpecifiedBenchmarks(&reporter);
-            } else {
-                benchmark::RunSpecifiedBenchmarks();
-            }
+            rspo_bench::run_benchmarks<device_table_reporter>(flags);
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_cuda_kernels: %s\n", e.what());

@@ -45,6 +45,8 @@
 #include <rspo/kernels/simd/token_reductions.hpp>
 #include <rspo/kernels/types.hpp>
 
+#include "support/common.hpp"
+
 #include <benchmark/benchmark.h>
 #include <xsimd/xsimd.hpp>
 
@@ -58,7 +60,6 @@
 #include <cstring>
 #include <exception>
 #include <limits>
-#include <map>
 #include <memory>
 #include <new>
 #include <ostream>
@@ -116,49 +117,19 @@ const floor_functions& floors() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cases
+// Cases (the shape, op and dtype types are bench_cuda_kernels' too: support/common.hpp)
 // ---------------------------------------------------------------------------------------------
-struct shape {
-    std::size_t rows;
-    std::size_t cols;
-    [[nodiscard]] std::size_t size() const { return rows * cols; }
-    [[nodiscard]] std::string str() const { return std::to_string(rows) + "x" + std::to_string(cols); }
-    friend bool operator==(shape, shape) = default;
-};
+using namespace rspo_bench;  // shape, op_spec, ops, dtype_name, bytes_moved, cell, minimum
 
 constexpr shape shapes[] = {{2048, 32000}, {512, 128256}, {64, 32000}};
 constexpr shape main_shape = shapes[0];
 constexpr unsigned threads = 2;  // the machine's cores
 
-struct op_spec {
-    const char* name;
-    bool logprob;
-    bool reverse_kl;
-    bool forward_kl;
-    bool backward;
-    [[nodiscard]] bool kl() const { return reverse_kl || forward_kl; }
-    [[nodiscard]] std::size_t inputs() const { return kl() ? 2 : 1; }
-};
-
-constexpr op_spec ops[] = {
-    {"logprob_fwd", true, false, false, false},
-    {"logprob_fwd_bwd", true, false, false, true},
-    {"kl_fwd", false, true, true, false},
-    {"reverse_kl_fwd_bwd", false, true, false, true},
-    {"forward_kl_fwd_bwd", false, false, true, true},
-    {"fused_fwd", true, true, true, false},
-    {"fused_fwd_bwd", true, true, true, true},
-};
-
-template <logit_type T>
-constexpr const char* dtype_name() {
-    return std::is_same_v<T, float> ? "f32" : "bf16";
-}
-
 std::string thread_suffix(unsigned t) { return "/threads:" + std::to_string(t); }
 
+/// The shared name (support/common.hpp) with the thread count: "rspo/kl_fwd/f32/64x32000/threads:2".
 std::string op_name(std::string_view impl, const op_spec& op, const char* dtype, shape s, unsigned t) {
-    return std::string(impl) + "/" + op.name + "/" + dtype + "/" + s.str() + thread_suffix(t);
+    return rspo_bench::op_name(impl, op, dtype, s) + thread_suffix(t);
 }
 
 std::string memory_name(std::size_t inputs, bool write, bool stream, const char* dtype, shape s,
@@ -168,11 +139,6 @@ std::string memory_name(std::size_t inputs, bool write, bool stream, const char*
 }
 
 std::string exp_name(shape s, unsigned t) { return "floor/exp/" + s.str() + thread_suffix(t); }
-
-/// Bytes an op must move: each input matrix read once, the gradient written once.
-std::size_t bytes_moved(std::size_t inputs, bool write, std::size_t element_size, shape s) {
-    return (inputs + (write ? 1 : 0)) * s.size() * element_size;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Data: one shape and type alive at a time (the largest is ~0.8 GB), built on first use.
@@ -576,10 +542,6 @@ struct table_row {
 
 std::vector<table_row> table_rows;
 
-double minimum(const std::vector<double>& v) {
-    return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
-}
-
 /// Milliseconds of wall-clock time (the kernels start their own threads); the CPU column is the
 /// whole process's CPU time (all threads). With repetitions, the fastest one is reported too
 /// ("min"), a steadier figure on a busy machine than the median.
@@ -626,46 +588,11 @@ void register_all() {
 // ---------------------------------------------------------------------------------------------
 // The ratio table: the console output, then every op against its baseline and the floors.
 // ---------------------------------------------------------------------------------------------
-class ratio_reporter : public benchmark::ConsoleReporter {
+class ratio_reporter : public rspo_bench::table_reporter {
 public:
-    /// `statistic`: the aggregate the table uses when the benchmarks are repeated.
-    ratio_reporter(OutputOptions options, std::string statistic)
-        : ConsoleReporter(options), statistic_(std::move(statistic)) {}
-
-    void ReportRuns(const std::vector<Run>& runs) override {
-        ConsoleReporter::ReportRuns(runs);
-        for (const Run& run : runs) {
-            if (run.error_occurred) continue;
-            const bool aggregate = run.run_type == Run::RT_Aggregate;
-            if (aggregate && run.aggregate_name != statistic_) continue;
-            const double to_ms = 1e3 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            const std::string& name = run.run_name.function_name;
-            // The aggregate replaces the single runs it summarises (which arrive first, if shown).
-            if (aggregate || !aggregated_.contains(name)) {
-                ms_[name] = run.GetAdjustedRealTime() * to_ms;
-                cpu_ms_[name] = run.GetAdjustedCPUTime() * to_ms;
-            }
-            if (aggregate) aggregated_.insert(name);
-        }
-    }
-
-    void Finalize() override {
-        print_table(GetOutputStream());
-        ConsoleReporter::Finalize();
-    }
+    using table_reporter::table_reporter;
 
 private:
-    std::string statistic_;
-    std::map<std::string, double> ms_;
-    std::map<std::string, double> cpu_ms_;  ///< process CPU time, all threads
-    std::set<std::string> aggregated_;
-
-    [[nodiscard]] static double find(const std::map<std::string, double>& in, const std::string& name) {
-        const auto it = in.find(name);
-        return it == in.end() ? std::nan("") : it->second;
-    }
-    [[nodiscard]] double find(const std::string& name) const { return find(ms_, name); }
-
     /// The faster of the regular- and streaming-store memory floors.
     [[nodiscard]] double memory_floor(std::size_t inputs, bool write, const char* dtype, shape s,
                                       unsigned t) const {
@@ -675,15 +602,9 @@ private:
         return std::isnan(plain) ? streamed : std::isnan(streamed) ? plain : std::min(plain, streamed);
     }
 
-    void print_table(std::ostream& out) const {
+    void print_table(std::ostream& out) const override {
         char line[512];
-        const auto cell = [](double x, const char* format) {
-            char buf[32];
-            if (std::isnan(x)) return std::string("-");
-            std::snprintf(buf, sizeof buf, format, x);
-            return std::string(buf);
-        };
-        out << "\nRatios (real time; the " << statistic_
+        out << "\nRatios (real time; the " << times().statistic()
             << " of the repetitions when repeated). speedup = scalar / rspo;\n"
                "/mem, /exp = rspo / that floor, /bound = rspo / the larger floor (1.00 = at the floor).\n"
                "mem floor: the faster of regular and streaming stores; exp floor: the "
@@ -698,7 +619,7 @@ private:
         for (const table_row& row : table_rows) {
             const std::string rspo_name = op_name("rspo", *row.op, row.dtype, row.s, row.t);
             const double rspo = find(rspo_name);
-            const double cpu_per_thread = find(cpu_ms_, rspo_name) / row.t;
+            const double cpu_per_thread = times().cpu_ms(rspo_name) / row.t;  // process CPU, all threads
             const double scalar = find(op_name("scalar", *row.op, row.dtype, row.s, row.t));
             if (std::isnan(rspo) && std::isnan(scalar)) continue;
             any = true;
@@ -731,23 +652,9 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
-    // The ratio table goes with the console format; another --benchmark_format gets the plain
-    // reporter. --ratio_statistic=<median|min|mean> (ours, taken out before Google Benchmark parses
-    // the rest) picks the aggregate the table uses when repeated; median by default.
-    bool console = true;
-    std::string statistic = "median";
-    int kept = 1;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg.starts_with("--ratio_statistic=")) {
-            statistic = arg.substr(arg.find('=') + 1);
-            continue;
-        }
-        if (arg.starts_with("--benchmark_format=") && arg != "--benchmark_format=console") console = false;
-        argv[kept++] = argv[i];
-    }
-    argc = kept;
-    argv[argc] = nullptr;
+    // The ratio table goes with the console format; --ratio_statistic=<median|min|mean> picks the
+    // aggregate it uses when repeated (median by default).
+    const rspo_bench::table_flags flags = rspo_bench::take_table_flags(argc, argv);
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     register_all();
@@ -757,12 +664,7 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("scalar_baseline",
                                 "max pass + std::exp sum pass (+ gradient pass) in float, same threads and "
                                 "row blocks as rspo");
-    if (console) {
-        ratio_reporter reporter(benchmark::ConsoleReporter::OO_Tabular, statistic);
-        benchmark::RunSpecifiedBenchmarks(&reporter);
-    } else {
-        benchmark::RunSpecifiedBenchmarks();
-    }
+    rspo_bench::run_benchmarks<ratio_reporter>(flags);
     benchmark::Shutdown();
     return 0;
 }

@@ -13,6 +13,8 @@
 
 #include <rspo/adapters/torch.hpp>
 
+#include "support/common.hpp"
+
 #include <ATen/ATen.h>
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -20,7 +22,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,25 +76,12 @@ void bm_logprob(benchmark::State& state, impl i, bool backward, at::ScalarType d
 }
 
 /// Prints torch / rspo per (op, dtype, shape) after the usual console output.
-class ratio_reporter : public benchmark::ConsoleReporter {
+class ratio_reporter : public rspo_bench::table_reporter {
 public:
-    using ConsoleReporter::ConsoleReporter;
+    explicit ratio_reporter(OutputOptions options) : table_reporter(options, "median") {}
 
-    void ReportRuns(const std::vector<Run>& runs) override {
-        ConsoleReporter::ReportRuns(runs);
-        for (const Run& run : runs) {
-            if (run.error_occurred) continue;
-            const bool aggregate = run.run_type == Run::RT_Aggregate;
-            if (aggregate && run.aggregate_name != "median") continue;
-            const std::string& name = run.run_name.function_name;
-            if (aggregate || !aggregated_.contains(name))
-                ms_[name] = run.GetAdjustedRealTime() * 1e3 / benchmark::GetTimeUnitMultiplier(run.time_unit);
-            if (aggregate) aggregated_[name] = true;
-        }
-    }
-
-    void Finalize() override {
-        std::ostream& out = GetOutputStream();
+private:
+    void print_table(std::ostream& out) const override {
         out << "\ntorch / rspo (real time, the median when repeated; > 1: the adapter is faster)\n";
         char line[160];
         std::snprintf(line, sizeof line, "%-8s %-5s %-11s %10s %10s %8s\n", "op", "dtype", "shape", "rspo ms",
@@ -102,20 +90,15 @@ public:
         for (const shape s : shapes)
             for (const at::ScalarType dtype : {at::kFloat, at::kBFloat16})
                 for (const bool backward : {false, true}) {
-                    const auto r = ms_.find(bench_name(impl::rspo, backward, dtype, s));
-                    const auto t = ms_.find(bench_name(impl::torch, backward, dtype, s));
-                    if (r == ms_.end() || t == ms_.end()) continue;
+                    const double r = find(bench_name(impl::rspo, backward, dtype, s));
+                    const double t = find(bench_name(impl::torch, backward, dtype, s));
+                    if (std::isnan(r) || std::isnan(t)) continue;
                     std::snprintf(line, sizeof line, "%-8s %-5s %-11s %10.3f %10.3f %7.2fx\n",
                                   backward ? "fwd_bwd" : "fwd", dtype == at::kFloat ? "f32" : "bf16",
-                                  s.str().c_str(), r->second, t->second, t->second / r->second);
+                                  s.str().c_str(), r, t, t / r);
                     out << line;
                 }
-        ConsoleReporter::Finalize();
     }
-
-private:
-    std::map<std::string, double> ms_;
-    std::map<std::string, bool> aggregated_;
 };
 
 }  // namespace
