@@ -98,6 +98,10 @@ TEST_CASE("the concepts accept the model and reject types that lack a requiremen
     STATIC_REQUIRE(rspo::TrainableSequencePolicy<rspo::prompt_bigram_policy>);
     STATIC_REQUIRE(rspo::SequencePolicy<rspo::prompt_bigram_policy>);
     STATIC_REQUIRE(rspo::Policy<rspo::prompt_bigram_policy>);
+    // The bigram table has no batched members: the helpers loop over its per-response ones.
+    STATIC_REQUIRE_FALSE(rspo::BatchSampling<rspo::prompt_bigram_policy>);
+    STATIC_REQUIRE_FALSE(rspo::BatchScoring<rspo::prompt_bigram_policy>);
+    STATIC_REQUIRE_FALSE(rspo::BatchTraining<rspo::prompt_bigram_policy>);
     STATIC_REQUIRE(rspo::TrainableSequencePolicy<toy_sequence_policy<lack::nothing>>);
     STATIC_REQUIRE_FALSE(rspo::SequencePolicy<toy_sequence_policy<lack::sequence_tag>>);
     STATIC_REQUIRE(rspo::Policy<toy_sequence_policy<lack::sequence_tag>>);  // still a Policy

@@ -1032,6 +1032,64 @@ TEST_CASE("sampling depends on the engine alone and draws responses with their p
     }
 }
 
+TEST_CASE("the batched members equal the per-response ones, and the helpers use them", "[torch][sequence_policy]") {
+    STATIC_REQUIRE(rspo::BatchSampling<tiny_policy>);
+    STATIC_REQUIRE(rspo::BatchScoring<tiny_policy>);
+    STATIC_REQUIRE(rspo::BatchTraining<tiny_policy>);
+    tiny_policy pi = make_tiny_policy(12);
+    // Different contexts and lengths (so rows are padded), and an empty response (no rows).
+    const std::vector<std::size_t> prompts{2, 0, 1, 0, 2};
+    const std::vector<rspo::token_sequence> responses{{1, 2, 0}, {5, 0}, {}, {3, 3, 3, 3, 3}, {0}};
+    std::size_t rows = 0;
+    for (const auto& y : responses) rows += y.size();
+    std::vector<float> batched(rows * 6), single(rows * 6);
+    pi.batch_response_logits(prompts, responses, batched);
+    for (std::size_t b = 0, at = 0; b < responses.size(); at += responses[b].size(), ++b)
+        pi.response_logits(prompts[b], responses[b], std::span<float>(single).subspan(at * 6, responses[b].size() * 6));
+    float largest = 0.0f;
+    for (std::size_t i = 0; i < rows * 6; ++i) largest = std::max(largest, std::abs(batched[i] - single[i]));
+    CHECK(largest <= 1e-5f);  // the same model; only the batched matmuls' rounding may differ
+
+    at::Generator gen = at::detail::createCPUGenerator(13);
+    const at::Tensor up = randn({static_cast<std::int64_t>(rows * 6)}, gen);
+    const std::span<const float> dlogits(up.data_ptr<float>(), rows * 6);
+    pi.zero_gradient();
+    pi.accumulate_batch_gradient(prompts, responses, dlogits);
+    const at::Tensor batched_grad = span_tensor(pi.gradient()).clone();
+    pi.zero_gradient();
+    for (std::size_t b = 0, at = 0; b < responses.size(); at += responses[b].size(), ++b)
+        pi.accumulate_gradient(prompts[b], responses[b], dlogits.subspan(at * 6, responses[b].size() * 6));
+    const at::Tensor single_grad = span_tensor(pi.gradient());
+    CHECK(max_abs(batched_grad - single_grad) <= 1e-5 * (1.0 + max_abs(single_grad)));
+    CHECK(max_abs(single_grad) > 0.0);
+    CHECK_THROWS_AS(pi.batch_response_logits(prompts, responses, std::span<float>(batched).first(6)), rspo::shape_error);
+    CHECK_THROWS_AS(pi.accumulate_batch_gradient(std::span<const std::size_t>(prompts).first(2), responses, dlogits),
+                    rspo::shape_error);
+
+    // sample_batch draws each response with its probability, deterministically for the engine.
+    const tiny_policy small = make_tiny_policy(7, 3, 2, 2, 4);
+    std::vector<rspo::token_sequence> all{{0}};
+    for (rspo::token a = 1; a < 3; ++a)
+        for (rspo::token b = 0; b < 3; ++b) all.push_back({a, b});
+    rspo::random_engine a(21), b(21);
+    const std::size_t draws = 4000;
+    const std::vector<rspo::token_sequence> ys = rspo::sample_responses(small, 1, draws, a);
+    REQUIRE(ys == small.sample_batch(1, draws, b, 1.0));
+    std::vector<double> count(all.size(), 0.0);
+    for (const auto& y : ys) {
+        const auto it = std::find(all.begin(), all.end(), y);
+        REQUIRE(it != all.end());
+        count[static_cast<std::size_t>(it - all.begin())] += 1.0;
+    }
+    for (std::size_t k = 0; k < all.size(); ++k) {
+        const double p = std::exp(small.log_prob(1, all[k]));
+        const double se = std::sqrt(p * (1.0 - p) / static_cast<double>(draws));
+        CAPTURE(k, p, count[k]);
+        CHECK(std::abs(count[k] / static_cast<double>(draws) - p) <= 4.0 * se + 1e-3);
+    }
+    CHECK(rspo::sample_responses(small, 1, 0, a).empty());
+}
+
 TEST_CASE("a short self-play run through the library's driver lowers its loss", "[torch][sequence_policy]") {
     const rspo::toy_language_task task({.prompts = 3, .vocabulary = 6, .max_length = 5, .relevant_tokens = 2,
                                         .surrogate_shared = 1});

@@ -40,6 +40,10 @@
 //  - sample(x, rng, T): token by token, one forward per token (no key/value cache), drawing from
 //    softmax(z_t / T) with rspo::sample_categorical, so samples depend on rng alone.
 //  - log_prob(x, y[, T]): rspo::sequence_log_prob (the token kernels over response_logits).
+//  - the batched members (rspo::BatchSampling / BatchScoring / BatchTraining), which the
+//    library's helpers and driver prefer: sample_batch draws n responses with one forward per
+//    position; batch_response_logits and accumulate_batch_gradient run one forward (and one
+//    backward) over the right-padded [B, L] inputs of many (prompt, response) pairs.
 //  - copies are deep and independent (module->clone(), then re-flattened), gradients included;
 //    moves keep the module. A copy re-initializes a fresh module before overwriting it (that is
 //    how Cloneable::clone works), which draws from torch's default generator.
@@ -67,6 +71,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <span>
 #include <string>
 #include <utility>
@@ -230,18 +235,7 @@ public:
         for (std::size_t t = 0; t < options_.max_length; ++t) {
             const auto length = static_cast<std::int64_t>(c.size() + t);
             const at::Tensor z = checked_logits(fn, ids.narrow(1, 0, length), length)[0][length - 1].contiguous();
-            const float* row = z.data_ptr<float>();
-            // The same float logits as response_logits, so sampling and scoring agree.
-            double top = -std::numeric_limits<double>::infinity();
-            for (std::size_t v = 0; v < V; ++v) top = std::max(top, static_cast<double>(row[v]));
-            if (!std::isfinite(top))
-                throw domain_error(fn, "module",
-                                   "the module's logits for response position " + std::to_string(t) +
-                                       " have maximum " + rspo::detail::format_value(top) + ", not finite");
-            for (std::size_t v = 0; v < V; ++v)
-                p[static_cast<Eigen::Index>(v)] = std::exp((static_cast<double>(row[v]) - top) / temperature);
-            p /= p.sum();
-            y.push_back(static_cast<token>(sample_categorical(p, rng)));
+            y.push_back(draw(fn, z.data_ptr<float>(), t, temperature, p, rng));
             if (y.back() == options_.end_token) break;
             id[c.size() + t] = y.back();
         }
@@ -254,11 +248,7 @@ public:
         check_response(fn, y);
         const std::size_t V = options_.vocabulary;
         check_size(fn, "dlogits", dlogits.size(), y.size() * V, "y.size() * vocabulary_size()");
-        for (std::size_t i = 0; i < dlogits.size(); ++i)
-            if (!std::isfinite(dlogits[i]))
-                throw domain_error(fn, "dlogits",
-                                   rspo::detail::indexed("dlogits", i) + " = " +
-                                       rspo::detail::format_value(dlogits[i]) + " is not finite");
+        check_finite(fn, dlogits);
         if (y.empty()) return;
         const token_sequence c = context(x);
         attach_gradient();
@@ -270,6 +260,96 @@ public:
             z.backward(upstream);
         }
         attach_gradient();  // copies back any .grad autograd replaced instead of adding in place
+    }
+
+    /// n responses to x drawn together (rspo::BatchSampling): one forward over the unfinished
+    /// responses per position, each drawing its token from softmax(z_t / T) with the engine in
+    /// response order.
+    std::vector<token_sequence> sample_batch(const Prompt& x, std::size_t n, random_engine& rng,
+                                             double temperature = 1.0) const {
+        constexpr const char* fn = "rspo::adapters::torch::sequence_policy::sample_batch";
+        check_positive(fn, "temperature", temperature);
+        const token_sequence c = context(x);
+        const std::size_t C = c.size(), V = options_.vocabulary;
+        const at::NoGradGuard no_grad;
+        std::vector<token_sequence> ys(n);
+        std::vector<std::int64_t> active(n);  // rows of ids still drawing
+        std::iota(active.begin(), active.end(), std::int64_t{0});
+        at::Tensor ids = at::empty({static_cast<std::int64_t>(n), static_cast<std::int64_t>(C + options_.max_length)},
+                                   at::kLong);
+        for (std::size_t i = 0; i < n; ++i) std::copy(c.begin(), c.end(), ids.data_ptr<std::int64_t>() + i * ids.size(1));
+        Eigen::VectorXd p(static_cast<Eigen::Index>(V));
+        for (std::size_t t = 0; t < options_.max_length && !active.empty(); ++t) {
+            const auto length = static_cast<std::int64_t>(C + t);
+            const at::Tensor rows = at::from_blob(active.data(), {static_cast<std::int64_t>(active.size())}, at::kLong);
+            const at::Tensor z = checked_logits(fn, ids.index_select(0, rows).narrow(1, 0, length), length)
+                                     .select(1, length - 1)
+                                     .contiguous();
+            std::vector<std::int64_t> still;
+            for (std::size_t a = 0; a < active.size(); ++a) {
+                const auto i = static_cast<std::size_t>(active[a]);
+                ys[i].push_back(draw(fn, z.data_ptr<float>() + a * V, t, temperature, p, rng));
+                if (ys[i].back() == options_.end_token) continue;
+                ids.data_ptr<std::int64_t>()[i * static_cast<std::size_t>(ids.size(1)) + C + t] = ys[i].back();
+                still.push_back(active[a]);
+            }
+            active = std::move(still);
+        }
+        return ys;
+    }
+
+    /// response_logits of every (prompts[b], responses[b]) stacked into out, from one forward over
+    /// the right-padded inputs (rspo::BatchScoring; padding after a row cannot change it: causal).
+    void batch_response_logits(std::span<const Prompt> prompts, std::span<const token_sequence> responses,
+                               std::span<float> out) const {
+        constexpr const char* fn = "rspo::adapters::torch::sequence_policy::batch_response_logits";
+        const padded_batch batch = pad(fn, prompts, responses);
+        check_size(fn, "out", out.size(), batch.rows * options_.vocabulary, "the responses' tokens * vocabulary_size()");
+        if (batch.rows == 0) return;
+        const at::NoGradGuard no_grad;
+        const at::Tensor z = checked_logits(fn, batch.ids, batch.ids.size(1)).contiguous();
+        const std::size_t V = options_.vocabulary, L = static_cast<std::size_t>(batch.ids.size(1));
+        const float* data = z.data_ptr<float>();
+        std::size_t at_row = 0;
+        for (std::size_t k = 0; k < batch.response.size(); ++k) {
+            const std::size_t count = responses[batch.response[k]].size();
+            const float* first = data + (k * L + batch.first_row[k]) * V;
+            for (std::size_t i = 0; i < count * V; ++i) {
+                if (!std::isfinite(first[i]))
+                    throw domain_error(fn, "module",
+                                       "the module's logit for " + rspo::detail::indexed("responses", batch.response[k]) +
+                                           ", position " + std::to_string(i / V) + ", token " + std::to_string(i % V) +
+                                           " is " + rspo::detail::format_value(first[i]) + ", not finite");
+                out[at_row * V + i] = first[i];
+            }
+            at_row += count;
+        }
+    }
+
+    /// accumulate_gradient over stacked rows (rspo::BatchTraining): one forward with autograd over
+    /// the right-padded inputs and one backward, ∂L/∂z placed at each response's rows.
+    void accumulate_batch_gradient(std::span<const Prompt> prompts, std::span<const token_sequence> responses,
+                                   std::span<const float> dlogits) {
+        constexpr const char* fn = "rspo::adapters::torch::sequence_policy::accumulate_batch_gradient";
+        const padded_batch batch = pad(fn, prompts, responses);
+        const std::size_t V = options_.vocabulary, L = static_cast<std::size_t>(batch.ids.size(1));
+        check_size(fn, "dlogits", dlogits.size(), batch.rows * V, "the responses' tokens * vocabulary_size()");
+        check_finite(fn, dlogits);
+        if (batch.rows == 0) return;
+        at::Tensor upstream = at::zeros({batch.ids.size(0), batch.ids.size(1), static_cast<std::int64_t>(V)}, at::kFloat);
+        float* up = upstream.data_ptr<float>();
+        std::size_t at_row = 0;
+        for (std::size_t k = 0; k < batch.response.size(); ++k) {
+            const std::size_t count = responses[batch.response[k]].size();
+            std::copy_n(dlogits.data() + at_row * V, count * V, up + (k * L + batch.first_row[k]) * V);
+            at_row += count;
+        }
+        attach_gradient();
+        {
+            const at::AutoGradMode enable(true);
+            checked_logits(fn, batch.ids, batch.ids.size(1)).backward(upstream);
+        }
+        attach_gradient();
     }
 
     void zero_gradient() {
@@ -319,21 +399,84 @@ private:
                                   std::to_string(options_.max_length));
     }
 
-    /// The module's logits for ids [1, length], checked to be [1, length, V] float32.
+    /// The module's logits for ids [B, length], checked to be [B, length, V] float32.
     at::Tensor checked_logits(const char* fn, const at::Tensor& ids, std::int64_t length) const {
         const at::Tensor z = module_.ptr()->forward(ids);
         const auto V = static_cast<std::int64_t>(options_.vocabulary);
-        if (!z.defined() || z.dim() != 3 || z.size(0) != 1 || z.size(1) != length || z.size(2) != V)
+        const std::int64_t B = ids.size(0);
+        if (!z.defined() || z.dim() != 3 || z.size(0) != B || z.size(1) != length || z.size(2) != V) {
+            const std::string batch = std::to_string(B), positions = std::to_string(length);
             throw shape_error(fn, "module",
                               "the module's forward returned " + (z.defined() ? detail::describe(z) : "undefined") +
-                                  " for ids [1, " + std::to_string(length) + "]; it must return [1, " +
-                                  std::to_string(length) + ", " + std::to_string(V) +
-                                  "] (V = options.vocabulary)");
+                                  " for ids [" + batch + ", " + positions + "]; it must return [" + batch + ", " +
+                                  positions + ", " + std::to_string(V) + "] (V = options.vocabulary)");
+        }
         if (z.scalar_type() != at::kFloat || !z.device().is_cpu())
             throw tensor_error(fn, "module",
                                "the module's forward returned " + detail::describe(z) +
                                    "; the logits must be float32 on the cpu");
         return z;
+    }
+
+    static void check_finite(const char* fn, std::span<const float> dlogits) {
+        for (std::size_t i = 0; i < dlogits.size(); ++i)
+            if (!std::isfinite(dlogits[i]))
+                throw domain_error(fn, "dlogits",
+                                   rspo::detail::indexed("dlogits", i) + " = " +
+                                       rspo::detail::format_value(dlogits[i]) + " is not finite");
+    }
+
+    /// One token from softmax(row / T) (V floats, the logits of response position t); p is scratch.
+    token draw(const char* fn, const float* row, std::size_t t, double temperature, Eigen::VectorXd& p,
+               random_engine& rng) const {
+        const std::size_t V = options_.vocabulary;
+        // The same float logits as response_logits, so sampling and scoring agree.
+        double top = -std::numeric_limits<double>::infinity();
+        for (std::size_t v = 0; v < V; ++v) top = std::max(top, static_cast<double>(row[v]));
+        if (!std::isfinite(top))
+            throw domain_error(fn, "module",
+                               "the module's logits for response position " + std::to_string(t) + " have maximum " +
+                                   rspo::detail::format_value(top) + ", not finite");
+        for (std::size_t v = 0; v < V; ++v)
+            p[static_cast<Eigen::Index>(v)] = std::exp((static_cast<double>(row[v]) - top) / temperature);
+        p /= p.sum();
+        return static_cast<token>(sample_categorical(p, rng));
+    }
+
+    /// The inputs of several (prompt, response) pairs as one right-padded [B, L] batch: row k holds
+    /// context(prompts[response[k]]) followed by that response but its last token; the response's
+    /// logits are rows [first_row[k], first_row[k] + |y|) of its output. Empty responses are left out.
+    struct padded_batch {
+        at::Tensor ids;                        ///< [B, L] int64
+        std::vector<std::size_t> response;     ///< which response each row holds
+        std::vector<std::size_t> first_row;    ///< C − 1 per row
+        std::size_t rows = 0;                  ///< Σ |y_b|: the stacked logits' rows
+    };
+    padded_batch pad(const char* fn, std::span<const Prompt> prompts, std::span<const token_sequence> responses) const {
+        check_size(fn, "prompts", prompts.size(), responses.size(), "responses");
+        padded_batch batch;
+        std::vector<token_sequence> inputs;
+        std::size_t L = 0;
+        for (std::size_t b = 0; b < responses.size(); ++b) {
+            const token_sequence& y = responses[b];
+            rspo::detail::check_token_ids(fn, rspo::detail::indexed("responses", b), y, options_.vocabulary);
+            if (y.size() > options_.max_length)
+                throw shape_error(fn, "responses",
+                                  rspo::detail::indexed("responses", b) + " has " + std::to_string(y.size()) +
+                                      " tokens, more than max_length() = " + std::to_string(options_.max_length));
+            if (y.empty()) continue;
+            token_sequence in = context(prompts[b]);
+            batch.first_row.push_back(in.size() - 1);
+            in.insert(in.end(), y.begin(), y.end() - 1);
+            L = std::max(L, in.size());
+            inputs.push_back(std::move(in));
+            batch.response.push_back(b);
+            batch.rows += y.size();
+        }
+        batch.ids = at::zeros({static_cast<std::int64_t>(inputs.size()), static_cast<std::int64_t>(L)}, at::kLong);
+        std::int64_t* ids = batch.ids.template data_ptr<std::int64_t>();
+        for (std::size_t k = 0; k < inputs.size(); ++k) std::copy(inputs[k].begin(), inputs[k].end(), ids + k * L);
+        return batch;
     }
 
     /// Logits rows [C − 1, C − 1 + |y|) of context c followed by y (all but y's last token): the

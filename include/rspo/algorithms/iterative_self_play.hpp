@@ -278,11 +278,9 @@ iterative_result iterative_self_play(P& policy, const P& reference, const O& ora
             detail::prompt_samples<prompt_type> d;
             d.index = i;
             d.prompt = x;
-            std::vector<token_sequence> ys(options.samples_per_prompt);
-            for (auto& y : ys) {
-                y = frozen.sample(x, rng, options.sampling_temperature);
-                totals[0] += static_cast<double>(y.size());
-            }
+            const std::vector<token_sequence> ys =
+                sample_responses(frozen, x, options.samples_per_prompt, rng, options.sampling_temperature);
+            for (const auto& y : ys) totals[0] += static_cast<double>(y.size());
             const Eigen::VectorXd p_hat = estimate_win_rates(
                 preference_matrix(oracle, x, std::span<const token_sequence>(ys), options.query), options.estimator);
             std::vector<std::size_t> keep;
@@ -304,8 +302,7 @@ iterative_result iterative_self_play(P& policy, const P& reference, const O& ora
             d.log_mu = sequence_log_probs(mu_logits);
             if (token_kl) d.reference_logits = mu_logits;
             if (reference_samples)
-                for (std::size_t m = 0; m < options.reference_samples_per_prompt; ++m)
-                    d.reference_responses.push_back(reference.sample(x, rng));
+                d.reference_responses = sample_responses(reference, x, options.reference_samples_per_prompt, rng);
             data.push_back(std::move(d));
         }
         detail::sum_over_world(parallel, totals);

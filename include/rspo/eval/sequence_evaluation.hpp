@@ -69,9 +69,8 @@ sequence_evaluation evaluate_sequences(const P& policy, const P& baseline, const
     std::size_t entropy_rows = 0;
     for (std::size_t i = 0; i < prompts.size(); ++i) {
         const auto& x = prompts[i];
-        std::vector<token_sequence> ys(options.samples_per_prompt), bs(options.samples_per_prompt);
-        for (auto& y : ys) y = policy.sample(x, rng, options.temperature);
-        for (auto& b : bs) b = baseline.sample(x, rng, options.temperature);
+        const std::vector<token_sequence> ys = sample_responses(policy, x, options.samples_per_prompt, rng, options.temperature);
+        const std::vector<token_sequence> bs = sample_responses(baseline, x, options.samples_per_prompt, rng, options.temperature);
         for (std::size_t k = 0; k < ys.size(); ++k) {
             row_prompt.push_back(i);
             preference.push_back(static_cast<double>(judge.prefer(x, ys[k], bs[k])));

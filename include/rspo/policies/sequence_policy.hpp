@@ -56,7 +56,8 @@ inline bool is_complete_response(std::span<const token> y, token end_token,
 ///  4. log_prob(x, y) = Σ_t log softmax(z_t)[y_t] for a complete response (is_complete_response)
 ///     and −∞ for any other sequence; sample(x, rng) draws position t from softmax(z_t) until the
 ///     end token or max_length() tokens.
-/// The library's helpers (rspo::sequence_log_prob, rspo::batch_logits, …) use only these members.
+/// The library's helpers (rspo::sequence_log_prob, rspo::batch_logits, …) use only these members,
+/// and the optional batched ones below where the policy has them.
 template <class P>
 concept SequencePolicy =
     Policy<P> &&
@@ -87,7 +88,51 @@ concept TrainableSequencePolicy =
         { p.parameters() } -> std::same_as<std::span<float>>;
         { p.gradient() } -> std::same_as<std::span<float>>;
     };
+
+/// Optional batched members, for models whose one call over many sequences costs about what one
+/// call over one does (a neural network). Where a policy has them, rspo::sample_responses,
+/// rspo::batch_logits and rspo::accumulate_batch_gradient call them instead of looping:
+///  - sample_batch(x, n, rng, temperature) → n responses to x, each distributed as sample(x, ·, T),
+///    independent, deterministic for rng (the draws need not be those of n sample() calls);
+///  - batch_response_logits(prompts, responses, out): the rows response_logits would write for each
+///    (prompts[b], responses[b]), stacked in order into out (Σ|y_b| rows of V); equal to them up
+///    to the rounding of the model's batched arithmetic;
+///  - accumulate_batch_gradient(prompts, responses, dlogits): accumulate_gradient over the stacked
+///    rows, response by response, in one call.
+template <class P>
+concept BatchSampling = SequencePolicy<P> &&
+    requires(const P& p, const typename P::prompt_type& x, std::size_t n, random_engine& rng, double t) {
+        { p.sample_batch(x, n, rng, t) } -> std::same_as<std::vector<token_sequence>>;
+    };
+template <class P>
+concept BatchScoring = SequencePolicy<P> &&
+    requires(const P& p, std::span<const typename P::prompt_type> xs, std::span<const token_sequence> ys,
+             std::span<float> out) {
+        p.batch_response_logits(xs, ys, out);
+    };
+template <class P>
+concept BatchTraining = TrainableSequencePolicy<P> &&
+    requires(P& p, std::span<const typename P::prompt_type> xs, std::span<const token_sequence> ys,
+             std::span<const float> dlogits) {
+        p.accumulate_batch_gradient(xs, ys, dlogits);
+    };
 // clang-format on
+
+/// n independent responses to x from policy.sample_batch where it has one, else n sample() calls.
+template <SequencePolicy P>
+std::vector<token_sequence> sample_responses(const P& policy, const typename P::prompt_type& x, std::size_t n,
+                                             random_engine& rng, double temperature = 1.0) {
+    if constexpr (BatchSampling<P>) {
+        if (n == 0) return {};
+        std::vector<token_sequence> ys = policy.sample_batch(x, n, rng, temperature);
+        check_size("rspo::sample_responses", "policy.sample_batch(x, n, ...)", ys.size(), n, "n");
+        return ys;
+    } else {
+        std::vector<token_sequence> ys(n);
+        for (auto& y : ys) y = policy.sample(x, rng, temperature);
+        return ys;
+    }
+}
 
 namespace detail {
 
@@ -185,10 +230,14 @@ response_logits_batch batch_logits(const P& policy, std::span<const typename P::
     batch.ids.reserve(rows);
     batch.row_offsets.reserve(responses.size() + 1);
     batch.complete.reserve(responses.size());
+    if constexpr (BatchScoring<P>) {
+        if (rows > 0) policy.batch_response_logits(prompts, responses, std::span<float>(batch.logits));
+    }
     for (std::size_t b = 0; b < responses.size(); ++b) {
         const auto& y = responses[b];
         const std::size_t first = batch.row_offsets.back();
-        policy.response_logits(prompts[b], y, std::span<float>(batch.logits).subspan(first * V, y.size() * V));
+        if constexpr (!BatchScoring<P>)
+            policy.response_logits(prompts[b], y, std::span<float>(batch.logits).subspan(first * V, y.size() * V));
         batch.ids.insert(batch.ids.end(), y.begin(), y.end());
         batch.row_offsets.push_back(first + y.size());
         batch.complete.push_back(
@@ -258,8 +307,12 @@ void accumulate_batch_gradient(P& policy, std::span<const typename P::prompt_typ
     for (std::size_t b = 0; b < responses.size(); ++b) {
         const std::size_t first = z.row_offsets[b], count = z.row_offsets[b + 1] - first;
         check_size(fn, detail::indexed("responses", b), responses[b].size(), count, "its rows in z");
-        policy.accumulate_gradient(prompts[b], responses[b],
-                                   dlogits.subspan(first * z.vocabulary, count * z.vocabulary));
+        if constexpr (!BatchTraining<P>)
+            policy.accumulate_gradient(prompts[b], responses[b],
+                                       dlogits.subspan(first * z.vocabulary, count * z.vocabulary));
+    }
+    if constexpr (BatchTraining<P>) {
+        if (z.rows() > 0) policy.accumulate_batch_gradient(prompts, responses, dlogits);
     }
 }
 
