@@ -12,6 +12,8 @@
 #include <rspo/games/toy_language_task.hpp>
 #include <rspo/policies/sequence_policy.hpp>
 
+#include "text_table.hpp"
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -243,25 +245,7 @@ inline std::string g(double v) {
 /// left-aligned, the rest right-aligned. A rule follows the header.
 inline void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows,
                         std::size_t text_columns = 1) {
-    std::vector<std::size_t> width(rows.front().size(), 0);
-    for (const auto& row : rows)
-        for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-        std::string line;
-        for (std::size_t c = 0; c < rows[r].size(); ++c) {
-            const std::string& cell = rows[r][c];
-            const std::string pad(width[c] - cell.size(), ' ');
-            line += c ? "  " : "";
-            line += c < text_columns ? cell + pad : pad + cell;
-        }
-        while (!line.empty() && line.back() == ' ') line.pop_back();
-        out << "  " << line << '\n';
-        if (r == 0) {
-            std::size_t total = 0;
-            for (const auto w : width) total += w + 2;
-            out << "  " << std::string(total - 2, '-') << '\n';
-        }
-    }
+    text_table::print(out, rows, {.left_aligned = [text_columns](std::size_t c, std::size_t) { return c < text_columns; }});
 }
 
 /// A metric of method m at iteration t (t = 0 is μ, the same for every method).

@@ -19,6 +19,7 @@
 
 #include "command_line.hpp"
 #include "svg_plot.hpp"
+#include "text_table.hpp"
 
 #include <Eigen/Core>
 
@@ -435,28 +436,12 @@ std::string padded(std::string text, std::size_t width) {
     return text;
 }
 
-/// Prints rows in columns padded to their widest cell (ASCII cells); metric columns (all but the
-/// first two and the last) are right-aligned.
+/// Prints rows in columns padded to their widest cell; metric columns (all but the first two and
+/// the last) are right-aligned.
 void print_table(std::ostream& out, const std::vector<std::vector<std::string>>& rows) {
-    std::vector<std::size_t> width(rows.front().size(), 0);
-    for (const auto& row : rows)
-        for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-        std::string line;
-        for (std::size_t c = 0; c < rows[r].size(); ++c) {
-            const std::string& cell = rows[r][c];
-            const std::string pad(width[c] - cell.size(), ' ');
-            const bool last = c + 1 == rows[r].size();
-            line += c ? "  " : "";
-            line += (c >= 2 && !last) ? pad + cell : cell + (last ? "" : pad);
-        }
-        out << line << '\n';
-        if (r == 0) {
-            std::size_t total = 0;
-            for (const auto w : width) total += w + 2;
-            out << std::string(total - 2, '-') << '\n';
-        }
-    }
+    text_table::print(out, rows, {.indent = "", .left_aligned = [](std::size_t c, std::size_t n) {
+                                      return c < 2 || c + 1 == n;
+                                  }});
 }
 
 void print_report(std::ostream& out, const setup& s, const std::vector<method_spec>& methods,
