@@ -16,6 +16,25 @@
 # directories (Debian's libtorch-dev: /usr/lib/<triplet>/cmake/Torch), then the prefix that the
 # Python interpreter's torch reports (torch.utils.cmake_prefix_path: a pip or conda install).
 
+# rspo_torch_headers_compile(<result>): after find_package(Torch) found the target `torch`, sets the
+# cache variable <result> to whether libtorch's headers compile as C++20 with this compiler (rspo
+# is C++20; libtorch 1.13's ATen/core/List.h does with g++ 12 but not with clang 14 or nvcc). Tried
+# once per build tree. benchmarks/CMakeLists.txt shares it by including this file with
+# RSPO_TORCH_FUNCTIONS_ONLY set, which stops after the function.
+function(rspo_torch_headers_compile result)
+  set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)  # compile only: linking is not in question
+  try_compile(${result}
+    SOURCE_FROM_CONTENT rspo_torch_probe.cpp "#include <ATen/ATen.h>\nint probe() { return static_cast<int>(at::ones({1}).dim()); }\n"
+    LINK_LIBRARIES torch
+    CXX_STANDARD 20
+    CXX_STANDARD_REQUIRED ON
+    CXX_EXTENSIONS OFF)
+endfunction()
+
+if(RSPO_TORCH_FUNCTIONS_ONLY)
+  return()
+endif()
+
 set(RSPO_TORCH AUTO CACHE STRING "Build rspo's libtorch parts (adapter tests, examples/torch_rspo): AUTO (when libtorch is found), ON or OFF")
 set_property(CACHE RSPO_TORCH PROPERTY STRINGS AUTO ON OFF)
 
@@ -60,17 +79,7 @@ else()
     endif()
   endif()
   if(Torch_FOUND AND TARGET torch)
-    # rspo is C++20, and not every libtorch's headers compile as C++20 with every compiler (1.13's
-    # ATen/core/List.h does with g++ 12 but not with clang 14 or nvcc): try, once per build tree.
-    set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)  # compile only: linking is not in question
-    try_compile(RSPO_TORCH_HEADERS_COMPILE
-      SOURCE_FROM_CONTENT rspo_torch_probe.cpp "#include <ATen/ATen.h>\nint probe() { return static_cast<int>(at::ones({1}).dim()); }\n"
-      LINK_LIBRARIES torch
-      CXX_STANDARD 20
-      CXX_STANDARD_REQUIRED ON
-      CXX_EXTENSIONS OFF
-      OUTPUT_VARIABLE _rspo_torch_probe_output)
-    unset(CMAKE_TRY_COMPILE_TARGET_TYPE)
+    rspo_torch_headers_compile(RSPO_TORCH_HEADERS_COMPILE)
   endif()
   if(Torch_FOUND AND TARGET torch AND NOT RSPO_TORCH_HEADERS_COMPILE)
     if(_rspo_torch_request STREQUAL "ON")
